@@ -1,0 +1,73 @@
+"""genai-lab: see how transformers and LLMs work, one tab per idea.
+
+`build_demo(settings, registry)` assembles the tabs; the module-level `demo` is what a
+Hugging Face Space (or `gradio app.py`) serves. Models load lazily, so the page is up in
+seconds and a background warm-up loads the default models after launch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import gradio as gr
+
+from config import Settings
+from models.registry import ModelRegistry
+from tabs import qna
+
+ASSETS = Path(__file__).parent / "assets"
+# (tab title, module with build(registry, settings)), in the order a lesson goes.
+TABS = [
+    ("QnA bot", qna),
+]
+
+INTRO = (
+    "# genai-lab\n"
+    "See how transformers and LLMs work: ask a question, turn the decoding knobs, look at "
+    "attention, chat with documents, and compare a model with its quantized twin. "
+    "Everything runs on this machine's CPU with small embedded models."
+)
+
+
+def build_demo(settings: Settings | None = None, registry: ModelRegistry | None = None) -> gr.Blocks:
+    settings = settings or Settings.from_env()
+    registry = registry or ModelRegistry(settings)
+    with gr.Blocks(title="genai-lab") as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            for title, module in TABS:
+                with gr.Tab(title, id=module.__name__.rsplit(".", 1)[-1]):
+                    module.build(registry, settings)
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.model_concurrency)
+    demo.registry = registry  # lets tests and bench reach the loaded models
+    return demo
+
+
+def launch_kwargs(settings: Settings) -> dict:
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "css_paths": [ASSETS / "app.css"],
+        "theme": gr.themes.Soft(),
+        "footer_links": ["api", "settings"],
+    }
+
+
+def configure_torch(settings: Settings) -> None:
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+
+
+SETTINGS = Settings.from_env()
+demo = build_demo(SETTINGS)
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_torch(SETTINGS)
+    demo.launch(prevent_thread_lock=True, **launch_kwargs(SETTINGS))
+    if SETTINGS.warmup:  # after the page is up, so the first visitor never waits for it
+        demo.registry.warm_up()
+    demo.block_thread()

@@ -1,0 +1,115 @@
+"""Settings for genai-lab, read from the environment in one place.
+
+Every other module receives a `Settings` object; none of them reads `os.environ`.
+Each field documents the variable that sets it (see README, "Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _flag(value: str | None) -> bool | None:
+    """'1'/'true' -> True, '0'/'false' -> False, unset/other -> None (auto)."""
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return None
+
+
+def _default_cache_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".cache")
+    return Path(base) / "genai-lab"
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".local" / "share")
+    return Path(base) / "genai-lab"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about the app. Build with `Settings.from_env()`."""
+
+    # Model overrides: a local folder or a hub id (GENAI_LAB_CHAT_MODEL, ..._ENCODER_MODEL, ..._QA_MODEL).
+    chat_model: str | None = None
+    encoder_model: str | None = None
+    qa_model: str | None = None
+    # Converted-model cache and per-user data (GENAI_LAB_CACHE_DIR, GENAI_LAB_DATA_DIR).
+    cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
+    data_dir: Path = field(default_factory=lambda: _default_data_dir(os.environ))
+    # True: never touch the hub. False: hub allowed. None: detect (GENAI_LAB_OFFLINE or HF_HUB_OFFLINE).
+    offline: bool | None = None
+    # Server (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT) and queue (GENAI_LAB_QUEUE_SIZE,
+    # GENAI_LAB_MODEL_CONCURRENCY: how many model jobs run at once per model group).
+    host: str = "127.0.0.1"
+    port: int = 7860
+    queue_size: int = 32
+    model_concurrency: int = 1
+    # Load the default models in the background once the UI is up (GENAI_LAB_WARMUP).
+    warmup: bool = True
+    # torch intra-op threads; 0 = torch's default (GENAI_LAB_TORCH_THREADS).
+    torch_threads: int = 0
+    # Context budget of the chat model in tokens, prompt + answer (GENAI_LAB_CONTEXT_TOKENS).
+    context_tokens: int = 2048
+    # Document chat: a Chroma server instead of the embedded store (CHROMA_HOST, CHROMA_PORT),
+    # and per-session limits (GENAI_LAB_MAX_FILES, GENAI_LAB_MAX_UPLOAD_MB, GENAI_LAB_MAX_CHUNKS,
+    # GENAI_LAB_SESSION_TTL_S).
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    max_files_per_session: int = 20
+    max_upload_mb: float = 20.0
+    max_chunks_per_session: int = 5000
+    session_ttl_s: int = 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        offline = _flag(env.get("GENAI_LAB_OFFLINE"))
+        if offline is None and _flag(env.get("HF_HUB_OFFLINE")):
+            offline = True
+
+        def num(name: str, default, kind=int):
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                return kind(raw)
+            except ValueError as exc:
+                raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from exc
+
+        def path(name: str, default: Path) -> Path:
+            raw = env.get(name)
+            return Path(raw).expanduser() if raw else default
+
+        return cls(
+            chat_model=env.get("GENAI_LAB_CHAT_MODEL") or None,
+            encoder_model=env.get("GENAI_LAB_ENCODER_MODEL") or None,
+            qa_model=env.get("GENAI_LAB_QA_MODEL") or None,
+            cache_dir=path("GENAI_LAB_CACHE_DIR", _default_cache_dir(env)),
+            data_dir=path("GENAI_LAB_DATA_DIR", _default_data_dir(env)),
+            offline=offline,
+            host=env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+            port=num("GRADIO_SERVER_PORT", 7860),
+            queue_size=num("GENAI_LAB_QUEUE_SIZE", 32),
+            model_concurrency=num("GENAI_LAB_MODEL_CONCURRENCY", 1),
+            warmup=_flag(env.get("GENAI_LAB_WARMUP")) is not False,
+            torch_threads=num("GENAI_LAB_TORCH_THREADS", 0),
+            context_tokens=num("GENAI_LAB_CONTEXT_TOKENS", 2048),
+            chroma_host=env.get("CHROMA_HOST") or None,
+            chroma_port=num("CHROMA_PORT", 8000),
+            max_files_per_session=num("GENAI_LAB_MAX_FILES", 20),
+            max_upload_mb=num("GENAI_LAB_MAX_UPLOAD_MB", 20.0, float),
+            max_chunks_per_session=num("GENAI_LAB_MAX_CHUNKS", 5000),
+            session_ttl_s=num("GENAI_LAB_SESSION_TTL_S", 3600),
+        )

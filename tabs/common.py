@@ -1,0 +1,70 @@
+"""What every tab shares: the model queue, turning failures into messages, escaping.
+
+A handler never lets an exception reach the page as a traceback: `user_errors` logs it and
+raises `gr.Error` with a sentence the user can act on.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+
+import gradio as gr
+
+from models.registry import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+# Listeners that run a model share one queue slot group, so two cores are never oversubscribed.
+MODEL_GROUP = "model"
+
+
+def model_queue(settings) -> dict:
+    """Keyword arguments for a listener that runs a model."""
+    return {"concurrency_id": MODEL_GROUP, "concurrency_limit": settings.model_concurrency}
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line message for an unexpected failure (the traceback goes to the log)."""
+    if isinstance(exc, ModelUnavailable):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "The server ran out of memory for this request; try a shorter input."
+    return f"Something went wrong ({type(exc).__name__}: {exc}). The app is still running; try again."
+
+
+def user_errors(fn):
+    """Decorate a handler (plain or generator) so failures become a clear gr.Error."""
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:
+                log.exception("Handler %s failed", fn.__name__)
+                raise gr.Error(describe_error(exc)) from None
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            log.exception("Handler %s failed", fn.__name__)
+            raise gr.Error(describe_error(exc)) from None
+
+    return wrapper
+
+
+def escape(text: str) -> str:
+    """Escape text for HTML (quotes included, so it is safe inside attributes too)."""
+    return html.escape(str(text), quote=True)
