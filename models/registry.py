@@ -17,9 +17,10 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from config import Settings
 from models.sources import PackagedModel, convert_gguf, extract_zip, is_complete
@@ -123,7 +124,6 @@ class ModelRegistry:
         self._overrides = {CHAT: settings.chat_model, ENCODER: settings.encoder_model,
                            EXTRACTIVE_QA: settings.qa_model}
         self._loaded: dict[tuple[str, str], Any] = {}
-        self._errors: dict[tuple[str, str], str] = {}
         self._load_seconds: dict[tuple[str, str], float] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()

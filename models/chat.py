@@ -1,0 +1,131 @@
+"""Chat with a causal LM through its chat template, streaming the answer token by token.
+
+What it shows: a chat is one long prompt. The model's chat template turns the messages into
+that prompt, and the context budget (prompt + answer tokens) limits how much history fits,
+so the oldest turns are dropped first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from models.registry import CausalLM
+
+
+class PromptTooLong(ValueError):
+    """Even the newest message alone does not fit the context budget."""
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    text: str  # the exact text the model sees, chat template applied
+    input_ids: list[int]
+    dropped_turns: int  # oldest user/assistant exchanges left out to fit the budget
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids)
+
+
+def count_tokens(lm: CausalLM, text: str) -> int:
+    return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def truncate_tokens(lm: CausalLM, text: str, max_tokens: int) -> tuple[str, int]:
+    """Cut `text` to at most `max_tokens` tokens; returns (text, original token count)."""
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return text, len(ids)
+    return lm.tokenizer.decode(ids[:max_tokens]), len(ids)
+
+
+def _render(lm: CausalLM, messages: list[dict]) -> tuple[str, list[int]]:
+    text = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return text, lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def build_prompt(lm: CausalLM, messages: list[dict], *, max_new_tokens: int, context_tokens: int) -> ChatPrompt:
+    """Apply the chat template, dropping the oldest exchanges until prompt + answer fit."""
+    budget = context_tokens - max_new_tokens
+    system = [m for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    dropped = 0
+    text, ids = _render(lm, system + turns)
+    while len(ids) > budget and len(turns) > 1:
+        # An exchange is a user message and the assistant reply that follows it.
+        step = 2 if len(turns) > 2 and turns[1]["role"] == "assistant" else 1
+        turns = turns[step:]
+        dropped += 1
+        text, ids = _render(lm, system + turns)
+    if len(ids) > budget:
+        raise PromptTooLong(
+            f"The message needs {len(ids)} tokens but only {budget} fit "
+            f"({context_tokens} context - {max_new_tokens} for the answer).")
+    return ChatPrompt(text, ids, dropped)
+
+
+class _StopWhenSet(StoppingCriteria):
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+
+
+def generation_kwargs(lm: CausalLM, prompt: ChatPrompt, *, max_new_tokens: int, temperature: float) -> dict:
+    """The `model.generate` arguments for a prompt: greedy at temperature 0, else sampling."""
+    input_ids = torch.tensor([prompt.input_ids])
+    kwargs = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "max_new_tokens": max_new_tokens,
+        "pad_token_id": lm.tokenizer.pad_token_id or lm.tokenizer.eos_token_id,
+        "do_sample": temperature > 0,
+    }
+    if temperature > 0:
+        kwargs["temperature"] = temperature
+    return kwargs
+
+
+def stream_answer(lm: CausalLM, prompt: ChatPrompt, *, max_new_tokens: int = 256, temperature: float = 0.0,
+                  seed: int = 0, stop: threading.Event | None = None) -> Iterator[str]:
+    """Yield the answer text so far after each generated token (cumulative).
+
+    Generation runs in a worker thread feeding a TextIteratorStreamer. Closing the
+    iterator early (a Stop click) or setting `stop` ends the worker at the next token.
+    """
+    halt = stop or threading.Event()
+    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+    kwargs = generation_kwargs(lm, prompt, max_new_tokens=max_new_tokens, temperature=temperature)
+    kwargs.update(streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopWhenSet(halt)]))
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with torch.no_grad():
+                # Sampled answers are reproducible because model jobs run one at a time
+                # (shared concurrency group), so nothing else draws from torch's RNG meanwhile.
+                torch.manual_seed(seed)
+                lm.model.generate(**kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            failure.append(exc)
+            streamer.end()
+
+    worker = threading.Thread(target=work, name="generate", daemon=True)
+    worker.start()
+    text = ""
+    try:
+        for piece in streamer:
+            if piece:
+                text += piece
+                yield text
+    finally:
+        halt.set()
+        worker.join(timeout=30)
+    if failure:
+        raise failure[0]

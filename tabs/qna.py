@@ -1,0 +1,159 @@
+"""QnA bot tab: ask a question, optionally about a passage, and watch the answer stream in.
+
+What it teaches: an instruction-tuned model answers through a chat template (the exact
+prompt it saw is shown, with its token count); history has to fit a context budget; a
+passage grounds the answer, and embeddings show which sentence supports it; an extractive
+model instead points at a span of the passage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from models import qna
+from models.chat import stream_answer
+from models.extractive import extract_answer
+from models.registry import EXTRACTIVE_QA, ModelRegistry, ModelUnavailable
+from tabs.common import model_queue, user_errors
+
+GENERATIVE = "Generative (SmolLM2 writes the answer)"
+EXTRACTIVE = "Extractive (a span of the passage)"
+EXAMPLES = Path(__file__).parent.parent / "assets" / "examples" / "qna.json"
+DEFAULT_MAX_NEW_TOKENS = 192
+
+
+def _token_note(prepared: qna.PreparedQuestion, settings, max_new_tokens: int) -> str:
+    return (f"**{prepared.prompt.n_tokens} tokens** in the prompt; {max_new_tokens} reserved for the "
+            f"answer; context budget {settings.context_tokens}.")
+
+
+def _notice(lines: list[str]) -> str:
+    return "\n".join(f"ℹ️ {line}" for line in lines)
+
+
+@user_errors
+def respond(registry: ModelRegistry, settings, question: str, context: str, mode: str, history: list | None,
+            max_new_tokens: int, temperature: float, seed: int, progress=gr.Progress()):
+    """Stream (chat, question box, prompt text, token note, passage highlight, notice)."""
+    history = list(history or [])
+    if not (question or "").strip():
+        gr.Warning("Type a question first.")
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return
+    if mode == EXTRACTIVE:
+        yield from _respond_extractive(registry, question, context, history)
+        return
+    if not registry.is_loaded("chat"):
+        progress(0.1, desc="Loading SmolLM2 (first use only)…")
+    lm = registry.chat_model()
+    max_new_tokens = int(max_new_tokens)
+    prepared = qna.prepare_question(lm, question, context, history, max_new_tokens=max_new_tokens,
+                                    context_tokens=settings.context_tokens)
+    history += [{"role": "user", "content": prepared.question}, {"role": "assistant", "content": ""}]
+    token_note = _token_note(prepared, settings, max_new_tokens)
+    notice = _notice(prepared.notices)
+    passage = [(prepared.context, None)] if prepared.context else None
+    yield history, "", prepared.prompt.text, token_note, passage, notice
+    answer = ""
+    for answer in stream_answer(lm, prepared.prompt, max_new_tokens=max_new_tokens,
+                                temperature=float(temperature), seed=int(seed or 0)):
+        history[-1] = {"role": "assistant", "content": answer}
+        yield history, "", prepared.prompt.text, token_note, passage, notice
+    if not answer.strip():
+        history[-1] = {"role": "assistant",
+                       "content": "(the model produced no text; try again or raise the temperature)"}
+    if prepared.context and answer.strip():
+        passage, score = qna.supporting_sentence(registry.sentence_encoder(), answer, prepared.context)
+        notice = _notice(prepared.notices + [f"Highlighted: the passage sentence closest to the answer "
+                                             f"(cosine {score:.2f}, all-MiniLM-L6-v2)."])
+    yield history, "", prepared.prompt.text, token_note, passage, notice
+
+
+def _respond_extractive(registry: ModelRegistry, question: str, context: str, history: list):
+    if not (context or "").strip():
+        gr.Warning("Extractive mode picks the answer out of a passage: paste one first.")
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return
+    try:
+        model, tokenizer = registry.extractive_qa()
+    except ModelUnavailable as exc:
+        gr.Warning("Extractive mode is not available here (see the note).")
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), _notice([str(exc)])
+        return
+    span = extract_answer(model, tokenizer, question.strip(), context)
+    history += [{"role": "user", "content": question.strip()},
+                {"role": "assistant", "content": f"{span.text}  (score {span.score:.0%})"}]
+    note = f"Extractive answer: characters {span.start}-{span.end} of the passage, P(start)·P(end) = {span.score:.3f}."
+    yield history, "", "", note, qna.span_segments(context, span), ""
+
+
+@user_errors
+def answer_text(registry: ModelRegistry, settings, question: str, context: str = "") -> str:
+    """API: the final greedy answer to `question` (about `context` when given)."""
+    if not (question or "").strip():
+        raise gr.Error("The question is empty.")
+    lm = registry.chat_model()
+    prepared = qna.prepare_question(lm, question, context, [], max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+                                    context_tokens=settings.context_tokens)
+    answer = ""
+    for answer in stream_answer(lm, prepared.prompt, max_new_tokens=DEFAULT_MAX_NEW_TOKENS):  # noqa: B007
+        pass  # keep the last, complete text
+    return answer
+
+
+def clear():
+    return [], "", "", "", None, ""
+
+
+def build(registry: ModelRegistry, settings) -> None:
+    extractive_ready = registry.is_configured(EXTRACTIVE_QA)
+    with gr.Row():
+        with gr.Column(scale=3):
+            chat = gr.Chatbot(label="Conversation", height=420, elem_id="qna-chat",
+                              placeholder="Ask SmolLM2-135M-Instruct anything, or paste a passage and ask about it.")
+            question = gr.Textbox(label="Question", placeholder="What is the capital of France?", lines=2,
+                                  max_lines=6, elem_id="qna-question")
+            with gr.Row():
+                ask = gr.Button("Ask", variant="primary", elem_id="qna-ask")
+                stop = gr.Button("Stop", variant="stop")
+                clear_btn = gr.Button("Clear")
+            notice = gr.Markdown(elem_id="qna-notice")
+        with gr.Column(scale=2):
+            mode = gr.Radio([GENERATIVE, EXTRACTIVE], value=GENERATIVE, label="Mode",
+                            info=None if extractive_ready else
+                            "Extractive needs a QA model (set GENAI_LAB_QA_MODEL); none ships offline.")
+            context = gr.Textbox(label="Passage (optional)", lines=7, max_lines=14,
+                                 placeholder="Paste a passage: the answer will be grounded in it.")
+            passage_view = gr.HighlightedText(label="Passage: the sentence that supports the answer",
+                                              color_map={qna.SUPPORT_LABEL: "green"}, combine_adjacent=True,
+                                              show_legend=False)
+            with gr.Accordion("Settings", open=False):
+                max_new_tokens = gr.Slider(16, 512, value=DEFAULT_MAX_NEW_TOKENS, step=16, label="Max new tokens")
+                temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="Temperature",
+                                        info="0 = greedy (always the most likely token)")
+                seed = gr.Number(value=0, precision=0, label="Seed (used when temperature > 0)")
+            with gr.Accordion("What the model saw", open=False):
+                prompt_tokens = gr.Markdown()
+                prompt_view = gr.Code(label="Exact prompt (chat template applied)", language=None,
+                                      interactive=False, lines=8)
+    gr.Examples(json.loads(EXAMPLES.read_text()), inputs=[question, context], label="Examples (work offline)")
+
+    # ---- register listeners ----
+    def ask_handler(question, context, mode, history, max_new_tokens, temperature, seed, progress=gr.Progress()):
+        yield from respond(registry, settings, question, context, mode, history, max_new_tokens, temperature,
+                           seed, progress)
+
+    def qna_answer(question: str, context: str = "") -> str:
+        """The final greedy answer to a question, grounded in the context when one is given."""
+        return answer_text(registry, settings, question, context)
+
+    inputs = [question, context, mode, chat, max_new_tokens, temperature, seed]
+    outputs = [chat, question, prompt_view, prompt_tokens, passage_view, notice]
+    ask_event = ask.click(ask_handler, inputs, outputs, api_name="qna_chat", **model_queue(settings))
+    submit_event = question.submit(ask_handler, inputs, outputs, api_name="qna_submit", **model_queue(settings))
+    stop.click(None, None, None, cancels=[ask_event, submit_event], api_name="qna_stop")
+    clear_btn.click(clear, None, outputs, api_name="qna_clear", queue=False)
+    gr.api(qna_answer, api_name="qna_answer", **model_queue(settings))
