@@ -49,7 +49,9 @@ def launch_kwargs(settings: Settings) -> dict:
         "server_name": settings.host,
         "server_port": settings.port,
         "css_paths": [ASSETS / "app.css"],
-        "theme": gr.themes.Soft(),
+        # System fonts: the default theme fetches web fonts, which a classroom offline cannot.
+        "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                                font_mono=["ui-monospace", "Consolas", "monospace"]),
         "footer_links": ["api", "settings"],
     }
 

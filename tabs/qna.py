@@ -138,7 +138,7 @@ def build(registry: ModelRegistry, settings) -> None:
             with gr.Accordion("What the model saw", open=False):
                 prompt_tokens = gr.Markdown()
                 prompt_view = gr.Code(label="Exact prompt (chat template applied)", language=None,
-                                      interactive=False, lines=8)
+                                      interactive=False, lines=8, wrap_lines=True)
     gr.Examples(json.loads(EXAMPLES.read_text()), inputs=[question, context], label="Examples (work offline)")
 
     # ---- register listeners ----

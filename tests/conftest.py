@@ -50,11 +50,12 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def app_url(settings, registry):
     """The whole app launched on loopback once per test run; yields its URL."""
-    from app import build_demo
+    from app import build_demo, launch_kwargs
 
     demo = build_demo(settings, registry)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    options = {**launch_kwargs(settings), "server_name": "127.0.0.1", "server_port": port}
+    demo.launch(prevent_thread_lock=True, quiet=True, **options)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

@@ -1,0 +1,46 @@
+"""The whole app on loopback: scriptable through gradio_client, every listener named."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+from app import build_demo
+
+
+def test_every_listener_has_an_api_name(settings, registry):
+    demo = build_demo(settings, registry)
+    unnamed = [fn.name for fn in demo.fns.values()
+               if fn.api_name in (None, False, "") and fn.fn is not None and fn.show_api]
+    assert not unnamed, f"listeners without api_name: {unnamed}"
+
+
+def test_page_is_served_fast_without_loading_models(app_url, registry):
+    start = time.perf_counter()
+    with urllib.request.urlopen(app_url, timeout=30) as response:
+        assert response.status == 200 and b"genai-lab" in response.read()
+    assert time.perf_counter() - start < 10
+
+
+def test_qna_answer_endpoint(client):
+    answer = client.predict("What is the capital of France?",
+                            "Paris is the capital and largest city of France. It lies on the Seine.",
+                            api_name="/qna_answer")
+    assert "Paris" in answer
+
+
+def test_qna_chat_endpoint_streams_into_history(client):
+    job = client.submit("What is the capital of France?", "Paris is the capital of France.",
+                        "Generative (SmolLM2 writes the answer)", [], 32, 0, 0, api_name="/qna_chat")
+    history, question, prompt, token_note, passage, notice = job.result(timeout=300)
+    assert history[-1]["role"] == "assistant" and "Paris" in str(history[-1]["content"])
+    assert question == "" and "<|im_start|>assistant" in prompt and "tokens" in token_note
+    assert any(part["class_or_confidence"] for part in passage)
+
+
+def test_qna_empty_question_is_rejected_with_message(client):
+    import pytest
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="empty"):
+        client.predict("  ", "", api_name="/qna_answer")
