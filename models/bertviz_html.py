@@ -1,0 +1,152 @@
+"""bertviz head view and model view as one self-contained, offline, sandboxed `<iframe srcdoc>`.
+
+bertviz (`html_action="return"`) writes HTML that loads require.js, d3 and jQuery from a CDN
+and embeds the attention as a JSON literal inside a `<script>`. Here:
+- the CDN tags and bertviz's `require.config` paths are removed; the vendored copies under
+  assets/vendor/ are inlined and registered as AMD modules, so nothing is fetched;
+- both views read one shared copy of the attention (integers in thousandths), instead of
+  each embedding its own floats: a 64-token MiniLM page stays well under 2 MB;
+- `<`, `>` and `&` inside the JSON are written as \\u escapes, so a token such as
+  `</script><img onerror=...>` stays a string (bertviz then draws it with d3 `.text()`);
+- the document goes into `srcdoc` HTML-escaped, with `sandbox="allow-scripts"`: its scripts
+  run in an opaque origin with no access to the app page or its cookies.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+VENDOR = Path(__file__).resolve().parent.parent / "assets" / "vendor"
+# Loaded as plain scripts before require.js exists, so d3/jQuery become window globals
+# (an anonymous AMD define() in an inline script would be a require.js "mismatch" error).
+LIBS = ("d3/d3.min.js", "jquery/jquery.min.js", "requirejs/require.js")
+SCALE = 1000  # attention is sent as integers in thousandths
+CDN_TAG = '<script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require.min.js"></script>'
+REQUIRE_CONFIG = re.compile(r"require\.config\(\{.*?\}\);", re.DOTALL)
+PARAMS_START = "const params = "
+# bertviz's names for the slices of a sentence pair -> (rows, columns): "a", "b" or "all"
+SLICES = {None: ("all", "all"), "All": ("all", "all"),
+          "Sentence A -> Sentence A": ("a", "a"), "Sentence B -> Sentence B": ("b", "b"),
+          "Sentence A -> Sentence B": ("a", "b"), "Sentence B -> Sentence A": ("b", "a")}
+
+PRELUDE_JS = f"var GENAI_SCALE = {SCALE};" + """
+define('d3', [], function () { return window.d3; });
+define('jquery', [], function () { return window.jQuery; });
+function genaiLabParams(meta) {
+  var data = window.GENAI_ATTN;
+  meta.attention.forEach(function (d) {
+    d.attn = data.map(function (layer) { return layer.map(function (head) {
+      return head.slice(d.rows[0], d.rows[1]).map(function (row) {
+        return row.slice(d.cols[0], d.cols[1]).map(function (v) { return v / GENAI_SCALE; });
+      });
+    }); });
+    delete d.rows; delete d.cols;
+  });
+  return meta;
+}
+"""
+
+PAGE_CSS = """
+body { margin: 0; padding: 8px; background: #fff; color: #111;
+       font-family: 'Helvetica Neue', Helvetica, Arial, sans-serif; }
+h3 { margin: 12px 0 4px; font-size: 15px; }
+p.hint { margin: 2px 0 8px; font-size: 12px; color: #555; }
+"""
+
+
+@functools.cache
+def vendored(relative: str) -> str:
+    """A vendored library's text (read once; the files never change while the app runs)."""
+    return (VENDOR / relative).read_text(encoding="utf-8")
+
+
+def script(js: str) -> str:
+    """An inline <script>; '</' is written '<\\/' so no text inside can close the tag early."""
+    return "<script>" + js.replace("</", "<\\/") + "</script>"
+
+
+def json_for_script(value) -> str:
+    """JSON that is safe inside a <script> element: no raw <, > or & at all."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _bounds(part: str, n: int, b_start: int | None) -> list[int]:
+    return {"all": [0, n], "a": [0, b_start or n], "b": [b_start or n, n]}[part]
+
+
+def _rewrite(view_html: str, n: int, b_start: int | None) -> tuple[str, str]:
+    """Split bertviz's output into (markup, script) with offline loading and shared data."""
+    if CDN_TAG not in view_html:
+        raise RuntimeError("bertviz output changed: the require.js CDN tag was not found")
+    markup, sep, rest = view_html.replace(CDN_TAG, "").partition('<script type="text/javascript">')
+    js = rest.rsplit("</script>", 1)[0]
+    js, found = REQUIRE_CONFIG.subn("", js, count=1)
+    start = js.find(PARAMS_START)
+    if not sep or not found or start < 0:
+        raise RuntimeError("bertviz output changed: its script could not be rewritten for offline use")
+    # bertviz's str.replace also pastes the JSON into the comment after it ("// HACK:
+    # PYTHON_PARAMS is a template marker"), doubling the page: the whole line is replaced.
+    params, end = json.JSONDecoder().raw_decode(js, start + len(PARAMS_START))
+    line_end = js.find("\n", end)
+    for entry in params["attention"]:
+        rows, cols = SLICES[entry["name"]]
+        entry.pop("attn")
+        entry["rows"], entry["cols"] = _bounds(rows, n, b_start), _bounds(cols, n, b_start)
+    replacement = PARAMS_START + "genaiLabParams(" + json_for_script(params) + ");"
+    js = js[:start] + replacement + (js[line_end:] if line_end >= 0 else "")
+    return markup, js
+
+
+def views_document(attentions: np.ndarray, tokens: list[str], sentence_b_start: int | None = None,
+                   layers: list[int] | None = None, notice: str = "") -> str:
+    """A complete HTML page with bertviz's head view and model view of `attentions` (L, H, n, n)."""
+    import torch
+    from bertviz import head_view, model_view
+
+    n_layers = attentions.shape[0]
+    layers = sorted(set(layers)) if layers else list(range(n_layers))
+    if not all(0 <= i < n_layers for i in layers):
+        raise ValueError(f"Layers must be between 0 and {n_layers - 1}.")
+    n = len(tokens)
+    small = torch.from_numpy(np.round(attentions[layers] * SCALE).astype(np.int16))
+    shared = json_for_script(small.tolist())
+    # bertviz indexes `attention[layer]` for each included layer: a dict keyed by the real
+    # layer numbers keeps those numbers in its layer picker and row labels.
+    by_layer = {layer: small[i:i + 1] for i, layer in enumerate(layers)}
+    pieces = []
+    for title, hint, view, kwargs in (
+        ("Head view", "Pick a layer; each colour is a head. Hover a token to see where it looks; "
+         "double-click a colour to show only that head.", head_view, {}),
+        ("Model view", "Every head of the chosen layers at once; click a thumbnail to enlarge it.",
+         model_view, {"display_mode": "light"}),
+    ):
+        result = view(attention=by_layer, tokens=list(tokens), sentence_b_start=sentence_b_start,
+                      include_layers=layers, html_action="return", **kwargs)
+        markup, js = _rewrite(result.data, n, sentence_b_start)
+        pieces.append((title, hint, markup, js))
+    notice_html = f'<p class="hint">{html.escape(notice)}</p>' if notice else ""
+    body = [notice_html]
+    for title, hint, markup, _ in pieces:
+        body += [f"<h3>{html.escape(title)}</h3>", f'<p class="hint">{html.escape(hint)}</p>', markup]
+    libs = "".join(script(vendored(lib)) for lib in LIBS)
+    data = script("window.GENAI_ATTN = " + shared + ";" + PRELUDE_JS)
+    scripts = "".join(script(js) for *_, js in pieces)
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><style>" + PAGE_CSS + "</style></head><body>"
+            + "".join(body) + libs + data + scripts + "</body></html>")
+
+
+def sandboxed_iframe(document: str, height: int = 900, title: str = "bertviz attention views") -> str:
+    """Wrap a page into `<iframe srcdoc>`; the attribute value is fully HTML-escaped."""
+    return (f'<iframe class="bertviz-frame" title="{html.escape(title)}" sandbox="allow-scripts" '
+            f'referrerpolicy="no-referrer" style="width:100%;height:{int(height)}px;border:1px solid #ddd;'
+            f'border-radius:6px;background:#fff" srcdoc="{html.escape(document, quote=True)}"></iframe>')
