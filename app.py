@@ -14,12 +14,13 @@ import gradio as gr
 
 from config import Settings
 from models.registry import ModelRegistry
-from tabs import qna
+from tabs import decoding, qna
 
 ASSETS = Path(__file__).parent / "assets"
 # (tab title, module with build(registry, settings)), in the order a lesson goes.
 TABS = [
     ("QnA bot", qna),
+    ("Decoding playground", decoding),
 ]
 
 INTRO = (
