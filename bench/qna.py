@@ -1,0 +1,111 @@
+"""Benchmark of the foundation and the QnA bot, every figure a ratio measured in one run.
+
+- start-up: `python app.py` to the first HTTP 200 (models lazy) vs a bare
+  `import gradio, torch, transformers` in a fresh interpreter;
+- chat model load time from the conversion cache (fresh process);
+- QnA streaming tokens/s vs a raw `model.generate` on the same prompt and settings
+  (goal >= 0.9), and the time to the first streamed token.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION = "Explain what a transformer language model is, in a few sentences."
+MAX_NEW_TOKENS = 96
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _python(code: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def startup_seconds() -> dict:
+    bare = _python("import gradio, torch, transformers")
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GENAI_LAB_WARMUP": "0", "HF_HUB_OFFLINE": "1"}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = start + 180
+        while time.perf_counter() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        app = time.perf_counter() - start
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"bare_import_s": bare, "app_first_200_s": app, "startup_ratio": app / bare}
+
+
+def model_load_seconds() -> float:
+    code = ("import time; from config import Settings; from models.registry import ModelRegistry; "
+            "r = ModelRegistry(Settings.from_env()); import transformers; t = time.perf_counter(); "
+            "r.chat_model(); print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def generation_speed() -> dict:
+    import torch
+
+    from config import Settings
+    from models.chat import generation_kwargs, stream_answer
+    from models.qna import prepare_question
+    from models.registry import ModelRegistry
+
+    lm = ModelRegistry(Settings.from_env()).chat_model()
+    prepared = prepare_question(lm, QUESTION, "", None, max_new_tokens=MAX_NEW_TOKENS, context_tokens=2048)
+    # Never stop early on EOS, so both sides generate exactly the same number of tokens.
+    lm.model.generation_config.eos_token_id = None
+    raw_kwargs = generation_kwargs(lm, prepared.prompt, max_new_tokens=MAX_NEW_TOKENS, temperature=0)
+    with torch.no_grad():
+        lm.model.generate(**{**raw_kwargs, "max_new_tokens": 4})  # warm-up
+    raw_runs, ours_runs, first_token = [], [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = lm.model.generate(**raw_kwargs)
+        raw_runs.append((out.shape[1] - len(prepared.prompt.input_ids)) / (time.perf_counter() - start))
+        start, first, text = time.perf_counter(), None, ""
+        for text in stream_answer(lm, prepared.prompt, max_new_tokens=MAX_NEW_TOKENS):
+            first = first or time.perf_counter() - start
+        n_tokens = len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+        ours_runs.append(n_tokens / (time.perf_counter() - start))
+        first_token.append(first)
+    raw, ours = max(raw_runs), max(ours_runs)
+    return {"raw_generate_tok_s": raw, "qna_stream_tok_s": ours, "qna_vs_raw_ratio": ours / raw,
+            "time_to_first_token_s": min(first_token)}
+
+
+def main() -> dict:
+    results = {}
+    results.update(startup_seconds())
+    results["chat_model_load_from_cache_s"] = model_load_seconds()
+    results.update(generation_speed())
+    return results
+
+
+if __name__ == "__main__":
+    for name, value in main().items():
+        print(f"{name:32s} {value:.3f}")
