@@ -1,0 +1,231 @@
+"""Turn uploaded bytes into text pages, judging each file by its content, not its name.
+
+A file's kind comes from its first bytes: `%PDF-` is a PDF, a zip holding
+`word/document.xml` is a DOCX, text that decodes as UTF-8 is HTML (if it looks like markup),
+Markdown or plain text; anything else is refused. Each problem (corrupt, empty, image-only,
+oversized, wrong type) raises `DocumentError` with a sentence about that one file, so the
+caller can report it and carry on with the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+KINDS = ("pdf", "docx", "html", "markdown", "text")
+_HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body|<!--)", re.IGNORECASE)
+_HTML_TAGS = re.compile(r"<(p|div|h[1-6]|body|table|ul|ol|li|span|a|br)\b[^>]*>", re.IGNORECASE)
+_MD_HINT = re.compile(r"^(#{1,6} |\* |- |\d+\. |```)", re.MULTILINE)
+
+
+class DocumentError(ValueError):
+    """A file that cannot be indexed; the message names the file and says why."""
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int | None  # 1-based page for PDFs, None for formats without pages
+    text: str
+
+
+@dataclass
+class ParsedDocument:
+    name: str
+    kind: str
+    sha256: str
+    n_bytes: int
+    pages: list[Page] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(p.text for p in self.pages)
+
+    @property
+    def n_chars(self) -> int:
+        return sum(len(p.text) for p in self.pages)
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sniff_kind(name: str, data: bytes) -> str:
+    """The document kind from its bytes; raises DocumentError for anything unsupported."""
+    head = data[:2048]
+    if head.lstrip()[:5] == b"%PDF-":
+        return "pdf"
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                if "word/document.xml" in zf.namelist():
+                    return "docx"
+        except zipfile.BadZipFile:
+            raise DocumentError(f"{name}: looks like a ZIP/DOCX file but it is corrupt.") from None
+        raise DocumentError(f"{name}: is a ZIP archive, not a Word (.docx) document.")
+    text = _decode_text(data)
+    if text is None:
+        raise DocumentError(
+            f"{name}: unsupported file type (binary content). Upload PDF, DOCX, HTML, Markdown or text.")
+    if _HTML_START.match(data[:512]) or len(_HTML_TAGS.findall(text[:5000])) >= 3:
+        return "html"
+    if name.lower().endswith((".md", ".markdown")) or _MD_HINT.search(text[:5000]):
+        return "markdown"
+    return "text"
+
+
+def _decode_text(data: bytes) -> str | None:
+    """UTF-8 (with or without BOM) text without NUL or many control characters, else None."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    sample = text[:4000]
+    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
+    if "\x00" in sample or controls > max(2, len(sample) // 100):
+        return None
+    return text
+
+
+def _parse_pdf(name: str, data: bytes) -> list[Page]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DocumentError(f"{name}: the PDF is password-protected.")
+        n_pages = len(reader.pages)
+        pages = [Page(i + 1, _tidy(page.extract_text() or "")) for i, page in enumerate(reader.pages)]
+    except DocumentError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise DocumentError(f"{name}: the PDF is corrupt or truncated ({type(exc).__name__}).") from None
+    if n_pages == 0:
+        raise DocumentError(f"{name}: the PDF has no pages.")
+    pages = [p for p in pages if p.text]
+    if not pages:
+        raise DocumentError(
+            f"{name}: the PDF has {n_pages} page(s) but no text layer (scanned or image-only?). "
+            "Run OCR on it first.")
+    return pages
+
+
+def _parse_docx(name: str, data: bytes) -> list[Page]:
+    import docx
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # python-docx raises many kinds (KeyError, lxml errors, ...)
+        raise DocumentError(f"{name}: the Word document is corrupt ({type(exc).__name__}).") from None
+    parts = [p.text for p in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            parts.append(" | ".join(cell.text for cell in row.cells))
+    return [Page(None, _tidy("\n".join(parts)))]
+
+
+class _TextExtractor(HTMLParser):
+    """Visible text of an HTML page: scripts/styles skipped, block elements become line breaks."""
+
+    BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
+              "article", "header", "footer", "pre", "blockquote", "table", "ul", "ol", "title"}
+    SKIP = {"script", "style", "noscript", "template", "svg"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip_depth = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self._skip_depth += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP:
+            self._skip_depth = max(0, self._skip_depth - 1)
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if not self._skip_depth:
+            self.parts.append(data)
+
+
+def _parse_html(text: str) -> list[Page]:
+    parser = _TextExtractor()
+    parser.feed(text)
+    parser.close()
+    return [Page(None, _tidy("".join(parser.parts)))]
+
+
+def _tidy(text: str) -> str:
+    """Collapse runs of spaces and blank lines (PDF and HTML extraction leave many)."""
+    text = re.sub(r"[ \t\u00a0]+", " ", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = re.sub(r" *\n *", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def load_document(name: str, data: bytes, max_bytes: int | None = None) -> ParsedDocument:
+    """Validate and parse one file. Raises DocumentError with a message about this file."""
+    name = name or "unnamed file"
+    if not data:
+        raise DocumentError(f"{name}: the file is empty.")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise DocumentError(
+            f"{name}: {len(data) / 1e6:.1f} MB is over the {max_bytes / 1e6:.1f} MB limit per session.")
+    kind = sniff_kind(name, data)
+    if kind == "pdf":
+        pages = _parse_pdf(name, data)
+    elif kind == "docx":
+        pages = _parse_docx(name, data)
+    elif kind == "html":
+        pages = _parse_html(_decode_text(data) or "")
+    else:
+        pages = [Page(None, _tidy(_decode_text(data) or ""))]
+    pages = [p for p in pages if p.text]
+    if not pages:
+        raise DocumentError(f"{name}: no text found in this {kind.upper()} file (it is empty).")
+    return ParsedDocument(name=name, kind=kind, sha256=content_hash(data), n_bytes=len(data), pages=pages)
+
+
+def load_folder(folder, pattern: str = "*.md") -> list[ParsedDocument]:
+    """Every matching file of a folder (sorted by name), e.g. the bundled sample corpus."""
+    from pathlib import Path
+
+    return [load_document(path.name, path.read_bytes()) for path in sorted(Path(folder).glob(pattern))]
+
+
+def text_pdf(pages: list[str]) -> bytes:
+    """A minimal valid PDF with one page per string (Helvetica, one line per text line).
+
+    Used by the tests and the benchmark to build PDFs without a PDF-writing dependency.
+    """
+    def esc(line: str) -> str:
+        return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    n = len(pages)
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               ("<< /Type /Pages /Kids [" + " ".join(f"{4 + 2 * i} 0 R" for i in range(n))
+                + f"] /Count {n} >>").encode(),
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    for i, text in enumerate(pages):
+        lines = "".join(f"({esc(line)}) Tj T* " for line in text.splitlines())
+        stream = f"BT /F1 10 Tf 12 TL 40 800 Td {lines}ET".encode("latin-1", "replace")
+        objects.append((f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R "
+                        f">> >> /Contents {5 + 2 * i} 0 R >>").encode())
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

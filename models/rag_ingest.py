@@ -1,0 +1,142 @@
+"""Ingestion by stage (parse -> split -> embed -> store) with counts and timings per stage.
+
+Each file is judged on its own: a corrupt, empty, image-only, oversized or unsupported file,
+or one already in the session (same content hash), is reported and skipped while the others
+go in. Per-session limits are checked before anything is embedded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.chunking import Chunk, make_splitter, split_document
+from models.documents import DocumentError, ParsedDocument, content_hash, load_document, load_folder
+from models.vector_store import DocumentStore, LimitError
+
+STAGES = ("parse", "split", "embed", "store")
+SAMPLE_CHUNKING = {"chunk_size": 128, "chunk_overlap": 16, "unit": "tokens"}
+Progress = Callable[[str, float, str], None]  # (stage, fraction of that stage done, description)
+
+
+@dataclass
+class FileResult:
+    name: str
+    status: str  # "added" | "duplicate" | "error"
+    message: str = ""
+    kind: str = ""
+    pages: int = 0
+    chunks: int = 0
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    chunks_added: int = 0
+
+    @property
+    def added(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "added"]
+
+    @property
+    def problems(self) -> list[FileResult]:
+        return [f for f in self.files if f.status != "added"]
+
+    def rows(self) -> list[list]:
+        return [[f.name, f.status, f.kind, f.pages, f.chunks, f.message] for f in self.files]
+
+    def timing_text(self) -> str:
+        parts = [f"{stage} {self.seconds[stage]:.2f} s" for stage in STAGES if stage in self.seconds]
+        rate = self.chunks_added / self.seconds["embed"] if self.seconds.get("embed") else 0
+        return " · ".join(parts) + (f" · {rate:.0f} chunks/s embedded" if rate else "")
+
+
+def _noop(stage: str, fraction: float, desc: str) -> None:
+    return None
+
+
+def ingest(store: DocumentStore, session_id: str, files: list[tuple[str, bytes]], splitter,
+           progress: Progress = _noop, embed_batch: int = 64) -> IngestReport:
+    """Add the files to the session's collection; never raises for one bad file."""
+    report = IngestReport()
+    max_bytes = int(store.settings.max_upload_mb * 1e6)
+    known = {d.doc_id for d in store.documents(session_id)}
+    parsed: list[tuple[ParsedDocument, FileResult]] = []
+    start = time.perf_counter()
+    for i, (name, data) in enumerate(files):
+        progress("parse", i / max(1, len(files)), f"Parsing {name}")
+        sha = content_hash(data) if data else ""
+        if sha and sha in known:
+            report.files.append(FileResult(name, "duplicate", "Already in this session (same content); skipped."))
+            continue
+        try:
+            doc = load_document(name, data, max_bytes=max_bytes)
+        except DocumentError as exc:
+            report.files.append(FileResult(name, "error", str(exc)))
+            continue
+        known.add(sha)
+        result = FileResult(name, "added", kind=doc.kind, pages=len(doc.pages))
+        parsed.append((doc, result))
+        report.files.append(result)
+    report.seconds["parse"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    batches: list[tuple[ParsedDocument, list[Chunk]]] = []
+    for i, (doc, result) in enumerate(parsed):
+        progress("split", i / max(1, len(parsed)), f"Splitting {doc.name}")
+        chunks = split_document(doc, splitter)
+        try:
+            store.check_limits(session_id, files=len(batches) + 1,
+                               n_bytes=sum(d.n_bytes for d, _ in batches) + doc.n_bytes,
+                               chunks=sum(len(c) for _, c in batches) + len(chunks))
+        except LimitError as exc:
+            result.status, result.message = "error", f"{doc.name}: {exc}"
+            continue
+        result.chunks = len(chunks)
+        batches.append((doc, chunks))
+    report.seconds["split"] = time.perf_counter() - start
+
+    texts = [c.text for _, chunks in batches for c in chunks]
+    start = time.perf_counter()
+    vectors = []
+    for i in range(0, len(texts), embed_batch):
+        progress("embed", i / max(1, len(texts)), f"Embedding chunks {i + 1}-{min(len(texts), i + embed_batch)} "
+                                                    f"of {len(texts)}")
+        vectors.append(store.embed(texts[i:i + embed_batch], batch_size=embed_batch))
+    embeddings = np.concatenate(vectors) if vectors else np.zeros((0, 384), dtype=np.float32)
+    report.seconds["embed"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    offset = 0
+    for i, (doc, chunks) in enumerate(batches):
+        progress("store", i / max(1, len(batches)), f"Storing {doc.name}")
+        store.add(session_id, chunks, embeddings[offset:offset + len(chunks)], doc.kind, doc.n_bytes)
+        offset += len(chunks)
+    report.seconds["store"] = time.perf_counter() - start
+    report.chunks_added = offset
+    progress("store", 1.0, "Done")
+    return report
+
+
+def corpus_fingerprint(folder: Path, chunking: dict) -> str:
+    digest = hashlib.sha256(repr(sorted(chunking.items())).encode())
+    for path in sorted(Path(folder).glob("*.md")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_sample(store: DocumentStore, folder: Path, tokenizer) -> str:
+    """Index the bundled corpus into the shared read-only collection (once per corpus version)."""
+
+    def build():
+        splitter = make_splitter(tokenizer=tokenizer, **SAMPLE_CHUNKING)
+        chunks = [c for doc in load_folder(folder) for c in split_document(doc, splitter)]
+        return chunks, store.embed([c.text for c in chunks])
+
+    return store.ensure_sample(corpus_fingerprint(folder, SAMPLE_CHUNKING), build)

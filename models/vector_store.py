@@ -1,0 +1,273 @@
+"""Chunks and their MiniLM vectors in chromadb: one collection per browser session.
+
+The store is an embedded PersistentClient under `settings.data_dir/chroma` (telemetry off),
+or a Chroma server when `settings.chroma_host` is set. A session's collection is named from
+a hash of its session id, so one session can never address another's chunks: every read,
+list and delete goes through `collection_for(session_id)`. The bundled sample corpus lives in
+one shared collection that no session operation writes to. Collections of sessions unseen
+for `session_ttl_s` are deleted by `sweep()`, so disk use stays bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+
+from models.chunking import Chunk
+
+log = logging.getLogger(__name__)
+SESSION_PREFIX = "session-"
+SAMPLE_PREFIX = "sample-"
+_TOUCH_EVERY_S = 30.0  # how often a session's last_seen is written back to the store
+
+
+class LimitError(ValueError):
+    """A per-session limit (files, MB, chunks) would be exceeded."""
+
+
+class MiniLMEmbedding(EmbeddingFunction[Documents]):
+    """chromadb embedding function over the app's SentenceTransformer (unit-length vectors)."""
+
+    def __init__(self, encoder: Any = None, batch_size: int = 64):
+        self.encoder = encoder
+        self.batch_size = batch_size
+
+    def __call__(self, input: Documents) -> Embeddings:
+        if self.encoder is None:
+            raise RuntimeError("MiniLMEmbedding was built without an encoder")
+        return list(self.encoder.encode(list(input), batch_size=self.batch_size,
+                                        normalize_embeddings=True, convert_to_numpy=True))
+
+    @staticmethod
+    def name() -> str:
+        return "genai-lab-sentence-transformer"
+
+    def get_config(self) -> dict:
+        return {"batch_size": self.batch_size}
+
+    @staticmethod
+    def build_from_config(config: dict) -> MiniLMEmbedding:
+        return MiniLMEmbedding(None, config.get("batch_size", 64))
+
+    def default_space(self) -> str:
+        return "cosine"
+
+
+@dataclass
+class Hit:
+    """One retrieved chunk; score is the cosine similarity to the query (1 = same direction)."""
+
+    id: str
+    text: str
+    source: str
+    page: int | None
+    score: float
+    shared: bool  # True for the bundled sample corpus
+    embedding: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    doc_id: str
+    source: str
+    kind: str
+    n_bytes: int
+    chunks: int
+    pages: int
+
+
+def make_client(settings):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_host:
+        return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+    path = settings.data_dir / "chroma"
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+def session_collection_name(session_id: str) -> str:
+    """Stable, valid (3-512 chars of [a-zA-Z0-9._-]) and not reversible to the session id."""
+    if not session_id:
+        raise ValueError("No session id: reload the page.")
+    return SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()[:40]
+
+
+class DocumentStore:
+    """Per-session collections plus one shared sample collection, with per-session limits."""
+
+    def __init__(self, settings, encoder_factory: Callable[[], Any], client=None):
+        self.settings = settings
+        self._encoder_factory = encoder_factory
+        self._client = client
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}
+        self.sample_name: str | None = None
+
+    @property
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(self.settings)
+            return self._client
+
+    @property
+    def embedding(self) -> MiniLMEmbedding:
+        return MiniLMEmbedding(self._encoder_factory())
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        encoder = self._encoder_factory()
+        return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+
+    def _open(self, name: str, metadata: dict | None = None):
+        return self.client.get_or_create_collection(
+            name, metadata=metadata, embedding_function=self.embedding,
+            configuration={"hnsw": {"space": "cosine"}})
+
+    # ---- sessions ------------------------------------------------------------------------
+    def collection_for(self, session_id: str):
+        name = session_collection_name(session_id)
+        now = time.time()
+        collection = self._open(name, {"last_seen": now})
+        if now - self._seen.get(name, 0.0) > _TOUCH_EVERY_S:
+            self._seen[name] = now
+            collection.modify(metadata={"last_seen": now})
+        return collection
+
+    def drop_session(self, session_id: str) -> bool:
+        """Delete a session's collection (tab closed or reset). True if there was one."""
+        name = session_collection_name(session_id)
+        self._seen.pop(name, None)
+        try:
+            self.client.delete_collection(name)
+            return True
+        except Exception:  # chromadb raises NotFoundError/ValueError depending on the client
+            return False
+
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Delete session collections not seen for settings.session_ttl_s; returns their names."""
+        now = time.time() if now is None else now
+        removed = []
+        for collection in self.client.list_collections():
+            if not collection.name.startswith(SESSION_PREFIX):
+                continue
+            last = (collection.metadata or {}).get("last_seen", 0.0)
+            last = max(float(last), self._seen.get(collection.name, 0.0))
+            if now - last > self.settings.session_ttl_s:
+                self.client.delete_collection(collection.name)
+                self._seen.pop(collection.name, None)
+                removed.append(collection.name)
+        if removed:
+            log.info("Removed %d expired document sessions", len(removed))
+        return removed
+
+    # ---- documents in a session -----------------------------------------------------------
+    def documents(self, session_id: str) -> list[DocumentInfo]:
+        got = self.collection_for(session_id).get(include=["metadatas"])
+        docs: dict[str, dict] = {}
+        for meta in got["metadatas"] or []:
+            entry = docs.setdefault(meta["doc_id"], {"source": meta["source"], "kind": meta.get("kind", ""),
+                                                      "n_bytes": int(meta.get("bytes", 0)), "chunks": 0,
+                                                      "pages": set()})
+            entry["chunks"] += 1
+            entry["pages"].add(meta.get("page", 0))
+        return [DocumentInfo(doc_id, d["source"], d["kind"], d["n_bytes"], d["chunks"], len(d["pages"]))
+                for doc_id, d in sorted(docs.items(), key=lambda kv: kv[1]["source"])]
+
+    def has_document(self, session_id: str, doc_id: str) -> bool:
+        got = self.collection_for(session_id).get(where={"doc_id": doc_id}, limit=1, include=[])
+        return bool(got["ids"])
+
+    def check_limits(self, session_id: str, files: int, n_bytes: int, chunks: int) -> None:
+        """Raise LimitError if adding this much would pass a per-session limit."""
+        s = self.settings
+        docs = self.documents(session_id)
+        if len(docs) + files > s.max_files_per_session:
+            raise LimitError(f"This session already holds {len(docs)} file(s); the limit is "
+                             f"{s.max_files_per_session}. Delete some documents first.")
+        used = sum(d.n_bytes for d in docs)
+        if used + n_bytes > s.max_upload_mb * 1e6:
+            raise LimitError(f"This would bring the session to {(used + n_bytes) / 1e6:.1f} MB; the limit is "
+                             f"{s.max_upload_mb:g} MB. Delete some documents first.")
+        held = sum(d.chunks for d in docs)
+        if held + chunks > s.max_chunks_per_session:
+            raise LimitError(f"This would bring the session to {held + chunks} chunks; the limit is "
+                             f"{s.max_chunks_per_session}. Use larger chunks or fewer files.")
+
+    def add(self, session_id: str, chunks: list[Chunk], embeddings: np.ndarray, kind: str, n_bytes: int,
+            batch: int = 1000) -> None:
+        self._add(self.collection_for(session_id), chunks, embeddings, {"kind": kind, "bytes": n_bytes})
+
+    @staticmethod
+    def _add(collection, chunks: list[Chunk], embeddings: np.ndarray, extra: dict, batch: int = 1000) -> None:
+        for i in range(0, len(chunks), batch):
+            part = chunks[i:i + batch]
+            collection.add(ids=[c.id for c in part], documents=[c.text for c in part],
+                           metadatas=[{**c.metadata(), **extra} for c in part],
+                           embeddings=np.asarray(embeddings[i:i + batch], dtype=np.float32))
+
+    def delete_document(self, session_id: str, doc_id: str) -> int:
+        """Delete one document's chunks from this session only; returns how many were deleted."""
+        collection = self.collection_for(session_id)
+        ids = collection.get(where={"doc_id": doc_id}, include=[])["ids"]
+        if ids:
+            collection.delete(ids=ids)
+        return len(ids)
+
+    # ---- the shared sample corpus -------------------------------------------------------------
+    def ensure_sample(self, fingerprint: str, build: Callable[[], tuple[list[Chunk], np.ndarray]]) -> str:
+        """Create the shared sample collection once per corpus/chunking fingerprint."""
+        name = SAMPLE_PREFIX + fingerprint[:40]
+        with self._lock:
+            if self.sample_name == name:
+                return name
+        collection = self._open(name, {"shared": True})
+        if collection.count() == 0:
+            chunks, embeddings = build()
+            self._add(collection, chunks, embeddings, {"kind": "markdown", "bytes": 0})
+        for other in self.client.list_collections():  # older versions of the corpus
+            if other.name.startswith(SAMPLE_PREFIX) and other.name != name:
+                self.client.delete_collection(other.name)
+        self.sample_name = name
+        return name
+
+    # ---- retrieval ------------------------------------------------------------------------------
+    def search(self, session_id: str, query: str, k: int = 4, *, include_sample: bool = True,
+               mmr: bool = False, fetch_k: int = 20, lambda_mult: float = 0.5) -> list[Hit]:
+        """Top-k chunks of this session (and the sample corpus), best first; MMR trades some
+        relevance for variety among near-duplicate chunks."""
+        query_vec = self.embed([query])[0]
+        collections = [(self.collection_for(session_id), False)]
+        if include_sample and self.sample_name:
+            collections.append((self._open(self.sample_name), True))
+        n_wanted = max(fetch_k, k) if mmr else k
+        hits: list[Hit] = []
+        for collection, shared in collections:
+            n = min(n_wanted, collection.count())
+            if n == 0:
+                continue
+            res = collection.query(query_embeddings=[query_vec], n_results=n,
+                                   include=["documents", "metadatas", "distances", "embeddings"])
+            for i, cid in enumerate(res["ids"][0]):
+                meta = res["metadatas"][0][i]
+                hits.append(Hit(cid, res["documents"][0][i], meta["source"], meta.get("page") or None,
+                                1.0 - float(res["distances"][0][i]), shared,
+                                np.asarray(res["embeddings"][0][i], dtype=np.float32)))
+        hits.sort(key=lambda h: -h.score)
+        if mmr and hits:
+            from langchain_core.vectorstores.utils import maximal_marginal_relevance
+
+            order = maximal_marginal_relevance(np.asarray(query_vec), [h.embedding for h in hits],
+                                               lambda_mult=lambda_mult, k=k)
+            return [hits[i] for i in order]
+        return hits[:k]

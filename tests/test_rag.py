@@ -1,0 +1,229 @@
+"""Document chat, model side: validation by content, chunking, the per-session store,
+the threshold, citations (escaped) and retrieval quality on the bundled questions."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import numpy as np
+import pytest
+
+from models import rag_chain
+from models.chunking import boundary_preview, make_splitter, size_stats, split_document
+from models.citations import cite, sources_html
+from models.documents import DocumentError, load_document, load_folder, sniff_kind, text_pdf
+from models.rag_eval import CORPUS_DIR, evaluate, load_questions
+from models.rag_ingest import ingest
+from models.vector_store import DocumentStore, Hit, LimitError, session_collection_name
+
+FACT = "The purple giraffe of Zanzibar guards the vault code 7731."
+
+
+@pytest.fixture(scope="module")
+def encoder(registry):
+    return registry.sentence_encoder()
+
+
+@pytest.fixture
+def store(settings, registry):
+    return DocumentStore(settings, registry.sentence_encoder)
+
+
+@pytest.fixture
+def tokens(encoder):
+    return make_splitter(64, 8, "tokens", encoder.tokenizer)
+
+
+def docx_bytes(paragraphs: list[str]) -> bytes:
+    import docx
+
+    document = docx.Document()
+    for p in paragraphs:
+        document.add_paragraph(p)
+    buf = io.BytesIO()
+    document.save(buf)
+    return buf.getvalue()
+
+
+def image_only_pdf() -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    buf = io.BytesIO()
+    with PdfPages(buf) as pdf:
+        fig = plt.figure(figsize=(3, 3))
+        ax = fig.add_axes([0, 0, 1, 1])
+        ax.imshow(np.arange(100).reshape(10, 10))
+        ax.axis("off")
+        pdf.savefig(fig)
+        plt.close(fig)
+    return buf.getvalue()
+
+
+# ---- documents ----------------------------------------------------------------------------------
+def test_kinds_are_judged_by_content_not_by_name():
+    assert sniff_kind("notes.txt", text_pdf(["hello"])) == "pdf"
+    assert sniff_kind("report.pdf", docx_bytes(["hi"])) == "docx"
+    assert sniff_kind("page.txt", b"<!DOCTYPE html><html><body><p>x</p></body></html>") == "html"
+    assert sniff_kind("a.md", b"# Title\n\ntext") == "markdown"
+    assert sniff_kind("a.bin", "plain words, café".encode()) == "text"
+
+
+def test_each_format_parses_to_text():
+    pdf = load_document("a.pdf", text_pdf(["First page about attention.", "Second page about decoding."]))
+    assert [p.number for p in pdf.pages] == [1, 2] and "decoding" in pdf.pages[1].text
+    doc = load_document("a.docx", docx_bytes(["Paragraph one.", FACT]))
+    assert doc.kind == "docx" and FACT in doc.text
+    html = load_document("a.html", b"<html><head><script>var secret=1;</script><style>p{}</style></head>"
+                                   b"<body><h1>Title</h1><p>Body &amp; text.</p></body></html>")
+    assert "Body & text." in html.text and "secret" not in html.text and "p{}" not in html.text
+    assert load_document("a.txt", FACT.encode()).sha256 == load_document("b.md", FACT.encode()).sha256
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("empty.txt", b"", "empty"),
+    ("blank.md", b"   \n\n  ", "no text"),
+    ("broken.pdf", text_pdf(["some text here"])[:70], "corrupt"),
+    ("broken.docx", b"PK\x03\x04" + b"\x00" * 50, "corrupt"),
+    ("photo.txt", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "unsupported file type"),
+    ("archive.docx", None, "not a Word"),
+])
+def test_bad_files_get_their_own_clear_message(name, data, message):
+    if data is None:  # a real zip that is not a DOCX
+        import zipfile
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("readme.txt", "hello")
+        data = buf.getvalue()
+    with pytest.raises(DocumentError, match=message) as info:
+        load_document(name, data)
+    assert str(info.value).startswith(name)
+
+
+def test_image_only_and_oversized_files_are_refused():
+    with pytest.raises(DocumentError, match="no text layer"):
+        load_document("scan.pdf", image_only_pdf())
+    with pytest.raises(DocumentError, match="over the 0.0 MB limit"):
+        load_document("big.txt", b"x" * 5000, max_bytes=1000)
+
+
+# ---- chunking ----------------------------------------------------------------------------------------
+def test_token_chunks_respect_the_size_and_keep_pages(encoder, tokens):
+    doc = load_document("a.pdf", text_pdf([" ".join(["Attention weights sum to one."] * 40), "Short page two."]))
+    chunks = split_document(doc, tokens)
+    stats = size_stats(chunks, encoder.tokenizer)
+    assert stats["chunks"] > 3 and stats["max"] <= 64
+    assert {c.page for c in chunks} == {1, 2}
+    assert len({c.id for c in chunks}) == len(chunks)
+    segments = boundary_preview(doc, chunks)
+    labels = {label for _, label in segments}
+    assert {"chunk A", "chunk B"} <= labels
+    assert "".join(text for text, _ in segments).startswith(doc.pages[0].text[:100])
+
+
+def test_character_chunking_and_bad_settings():
+    doc = load_document("a.txt", ("word " * 400).encode())
+    chunks = split_document(doc, make_splitter(100, 20, "characters"))
+    assert max(len(c.text) for c in chunks) <= 100
+    with pytest.raises(ValueError, match="overlap"):
+        make_splitter(50, 50, "characters")
+
+
+# ---- store -------------------------------------------------------------------------------------------
+def test_collection_names_are_valid_and_private():
+    name = session_collection_name("abc123")
+    assert re.fullmatch(r"[a-zA-Z0-9._-]{3,512}", name) and "abc123" not in name
+    assert name != session_collection_name("abc124")
+
+
+def test_sessions_are_isolated_and_duplicates_skipped(store, tokens):
+    files = [("fact.txt", FACT.encode()), ("other.md", b"# Notes\n\nBeam search keeps several beams.")]
+    first = ingest(store, "session-a", files, tokens)
+    assert [f.status for f in first.files] == ["added", "added"] and first.chunks_added >= 2
+    again = ingest(store, "session-a", [("copy.txt", FACT.encode())], tokens)
+    assert again.files[0].status == "duplicate"
+    assert [h.text for h in store.search("session-a", "vault code of the giraffe", 1)] == [FACT]
+    assert all(FACT not in h.text for h in store.search("session-b", "vault code of the giraffe", 5))
+    assert store.documents("session-b") == []
+    doc_id = next(d.doc_id for d in store.documents("session-a") if d.source == "fact.txt")
+    assert store.delete_document("session-b", doc_id) == 0  # cannot touch another session's chunks
+    assert store.delete_document("session-a", doc_id) == 1
+    assert [d.source for d in store.documents("session-a")] == ["other.md"]
+
+
+def test_limits_are_enforced_per_session(settings, registry, tokens):
+    from dataclasses import replace
+
+    small = DocumentStore(replace(settings, max_files_per_session=1, max_chunks_per_session=3),
+                          registry.sentence_encoder)
+    report = ingest(small, "limits", [("a.txt", b"alpha text one."), ("b.txt", b"beta text two.")], tokens)
+    assert [f.status for f in report.files] == ["added", "error"]
+    assert "limit is 1" in report.files[1].message
+    with pytest.raises(LimitError, match="chunks"):
+        small.check_limits("limits", files=0, n_bytes=0, chunks=10)
+
+
+def test_expired_sessions_are_swept(store, tokens):
+    ingest(store, "old-session", [("x.txt", b"Some text to keep for a while.")], tokens)
+    name = session_collection_name("old-session")
+    assert name not in store.sweep()  # fresh
+    assert name in store.sweep(now=time.time() + store.settings.session_ttl_s + 120)
+    assert name not in [c.name for c in store.client.list_collections()]
+
+
+def test_mmr_returns_k_distinct_chunks(store, tokens):
+    text = "\n\n".join(["Quantization stores weights in int8."] * 3 + ["Quantization error raises perplexity."])
+    ingest(store, "mmr", [("q.txt", text.encode())], make_splitter(40, 0, "characters"))
+    plain = store.search("mmr", "quantization int8", 2, include_sample=False)
+    diverse = store.search("mmr", "quantization int8", 2, include_sample=False, mmr=True)
+    assert len(plain) == len(diverse) == 2
+    assert len({h.text for h in diverse}) == 2
+
+
+# ---- answers -----------------------------------------------------------------------------------------
+def test_below_threshold_the_bot_says_so_without_the_model(store, tokens):
+    ingest(store, "thr", [("fact.txt", FACT.encode())], tokens)
+    turns = list(rag_chain.answer(None, lambda q: store.search("thr", q, 3), "Who won the 1998 World Cup?",
+                                  threshold=0.5))
+    assert turns[-1].answer == rag_chain.NO_ANSWER and not turns[-1].grounded and turns[-1].prompt is None
+
+
+def test_citations_link_sentences_and_escape_html(encoder):
+    hits = [Hit("1", "Beam search keeps the best partial sequences. <script>alert(1)</script>", "b<i>.md",
+                None, 0.8, False),
+            Hit("2", "Quantization stores weights with fewer bits.", "q.md", 3, 0.6, True)]
+    cited = cite(encoder, "Quantization uses fewer bits for weights [1]. Beam search keeps several sequences.",
+                 hits)
+    assert [s.source for s in cited.sentences] == [2, 1]
+    assert cited.text == ("Quantization uses fewer bits for weights. [2] "
+                          "Beam search keeps several sequences. [1]")
+    html = sources_html(cited)
+    assert "<script>" not in html and "&lt;script&gt;" in html and "b&lt;i&gt;.md" in html
+    assert "<mark>Beam search keeps the best partial sequences.</mark>" in html
+    assert "q.md, page 3" in html
+
+
+def test_follow_ups_are_detected():
+    history = [{"role": "user", "content": "What is BERT?"}, {"role": "assistant", "content": "A model."}]
+    assert rag_chain.needs_rewrite(history, "How was it trained?")
+    assert not rag_chain.needs_rewrite(history, "What does beam search keep at every step?")
+    assert not rag_chain.needs_rewrite([], "How was it trained?")
+    assert rag_chain.trim_repeats("A b. C d. A b. C") == ("A b. C d.", True)
+
+
+def test_sample_corpus_retrieval_quality(encoder):
+    questions = load_questions()
+    assert len(questions) >= 20
+    docs = load_folder(CORPUS_DIR)
+    assert {q.document for q in questions} <= {d.name for d in docs}
+    report = evaluate(encoder, docs, questions, make_splitter(128, 16, "tokens", encoder.tokenizer), k=4)
+    assert report.answerable == 1.0
+    assert report.hit_at_k >= 0.85 and report.mrr >= 0.7
+    hit_at_1 = sum(r["rank"] == 1 for r in report.rows) / len(report.rows)
+    assert hit_at_1 <= report.hit_at_k and report.mrr >= hit_at_1
