@@ -14,13 +14,14 @@ import gradio as gr
 
 from config import Settings
 from models.registry import ModelRegistry
-from tabs import decoding, qna, rag
+from tabs import attention, decoding, qna, rag
 
 ASSETS = Path(__file__).parent / "assets"
 # (tab title, module with build(registry, settings)), in the order a lesson goes.
 TABS = [
     ("QnA bot", qna),
     ("Decoding playground", decoding),
+    ("Attention visualizer", attention),
     ("Chat with your documents", rag),
 ]
 

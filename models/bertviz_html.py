@@ -120,9 +120,12 @@ def views_document(attentions: np.ndarray, tokens: list[str], sentence_b_start: 
     n = len(tokens)
     small = torch.from_numpy(np.round(attentions[layers] * SCALE).astype(np.int16))
     shared = json_for_script(small.tolist())
-    # bertviz indexes `attention[layer]` for each included layer: a dict keyed by the real
-    # layer numbers keeps those numbers in its layer picker and row labels.
-    by_layer = {layer: small[i:i + 1] for i, layer in enumerate(layers)}
+    # bertviz indexes `attention[layer]` for each included layer and reads the head count from
+    # attention[0]: a full-length list (tiny stand-ins for left-out layers) keeps the real
+    # layer numbers in its layer picker and row labels.
+    stand_in = torch.zeros((1, small.shape[1], 1, 1), dtype=small.dtype)
+    position = {layer: i for i, layer in enumerate(layers)}
+    by_layer = [small[position[i]:position[i] + 1] if i in position else stand_in for i in range(n_layers)]
     pieces = []
     for title, hint, view, kwargs in (
         ("Head view", "Pick a layer; each colour is a head. Hover a token to see where it looks; "
