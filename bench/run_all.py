@@ -1,0 +1,88 @@
+"""`make bench`: run every bench script and write bench/RESULTS.md.
+
+Each bench module exposes `main() -> dict` of figures measured in one run. The report
+records each figure with the machine (cores, RAM, CPU), the date and the command.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).parent
+# In the order of the tabs; load last because it stresses everything else.
+MODULES = ["qna", "decoding", "attention", "rag", "quantized", "load"]
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import torch
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": f"{ram:.1f}", "python": platform.python_version(),
+            "torch": torch.__version__, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render(results: dict, info: dict, started: str) -> str:
+    lines = ["# Benchmark results", "",
+             f"- date: {started}", "- command: `make bench` (python -m bench.run_all)"]
+    lines += [f"- {key}: {value}" for key, value in info.items()]
+    for name, (figures, seconds) in results.items():
+        lines += ["", f"## {name}", "", f"`python -m bench.{name}` — {seconds:.0f} s", "",
+                  "| figure | value |", "|---|---|"]
+        if isinstance(figures, str):
+            lines.append(f"| error | {figures} |")
+        else:
+            lines += [f"| {key} | {fmt(value)} |" for key, value in flatten(figures)]
+    return "\n".join(lines) + "\n"
+
+
+def flatten(figures: dict, prefix: str = ""):
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            yield from flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def main(names: list[str] | None = None) -> Path:
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    results = {}
+    for name in names or MODULES:
+        if not (HERE / f"{name}.py").exists():
+            continue
+        print(f"== bench.{name}", flush=True)
+        start = time.perf_counter()
+        try:
+            figures = importlib.import_module(f"bench.{name}").main()
+        except Exception:  # one failing bench must not hide the others' figures
+            traceback.print_exc()
+            figures = traceback.format_exc(limit=1).strip().splitlines()[-1]
+        results[name] = (figures, time.perf_counter() - start)
+    out = HERE / "RESULTS.md"
+    out.write_text(render(results, machine(), started))
+    print(f"wrote {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or None)
