@@ -1,0 +1,145 @@
+"""The Quantized tab's tables as plain rows: cost (size, memory, speed), quality, bytes, kernels.
+
+Every table has fp32 as the baseline and a noise-floor row (fp32 against itself) so a
+difference can be told from measurement noise. Rows are lists of dicts (column -> value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from models import hardware
+from models import quant_run as run
+from models import quant_schemes as qs
+from models.registry import CHAT, ENCODER, ModelRegistry
+
+MB = 1e6
+MAX_NEW_TOKENS = 64
+PARTS = ("embeddings", "linear layers", "lm_head", "norms & other")
+
+
+def _check(model_key: str, prompt: str, max_new: int) -> None:
+    if model_key not in (CHAT, ENCODER):
+        raise ValueError(f"Choose the model: {CHAT!r} or {ENCODER!r}.")
+    if not prompt or not prompt.strip():
+        raise ValueError("Type a prompt first.")
+    if not 1 <= int(max_new) <= MAX_NEW_TOKENS:
+        raise ValueError(f"New tokens must be between 1 and {MAX_NEW_TOKENS}.")
+
+
+def _ratio(value, base):
+    return round(value / base, 2) if value is not None and base else None
+
+
+def _row(built: qs.Built, timing: dict, base: qs.Built, base_timing: dict, speed_name: str) -> dict:
+    return {
+        "scheme": built.label,
+        "size (MB)": round(built.serialized_bytes / MB, 1),
+        "size vs fp32": _ratio(built.serialized_bytes, base.serialized_bytes),
+        "memory added (MB)": None if built.rss_added_bytes is None else round(built.rss_added_bytes / MB),
+        "build (s)": None if built.build_seconds is None else round(built.build_seconds, 1),
+        speed_name: round(timing["ttft_s"] * 1000, 1),
+        "tokens/s": None if timing["tokens_per_s"] is None else round(timing["tokens_per_s"], 1),
+        "speed-up": _ratio(timing["tokens_per_s"], base_timing["tokens_per_s"]),
+    }
+
+
+def compare_table(registry: ModelRegistry, model_key: str, prompt: str, max_new: int = 16,
+                  progress: Callable[[float, str], None] | None = None) -> list[dict]:
+    """Size, memory, build time, first-token latency, tokens/s and speed-up of fp32 (twice:
+    the second run is the noise floor) and every scheme, on this prompt."""
+    _check(model_key, prompt, max_new)
+    report = progress or (lambda fraction, text: None)
+    base = qs.full(registry, model_key)
+    if model_key == CHAT:
+        lm = registry.chat_model()
+        ids, eos = run.chat_ids(lm.tokenizer, prompt), run.eos_ids(lm.tokenizer, lm.model)
+
+        def timing(model):
+            return run.timed_generation(model, ids, int(max_new), eos)
+        speed_name = "TTFT (ms)"
+    else:
+        sentences, _ = run.encoder_eval()
+
+        def timing(model):
+            return run.encoder_timing(model, prompt, sentences)
+        speed_name = "prompt latency (ms)"
+    report(0.05, "timing fp32")
+    first, second = timing(base.model), timing(base.model)
+    rows = [_row(base, first, base, first, speed_name),
+            {**_row(base, second, base, first, speed_name), "scheme": run.NOISE, "build (s)": None}]
+    schemes = qs.schemes_for(model_key)
+    for i, scheme in enumerate(schemes):
+        share = 0.1 + 0.85 * i / len(schemes)
+        built = qs.quantized(registry, model_key, scheme.key,
+                             lambda f, text, share=share: report(share + f * 0.85 / len(schemes), text))
+        report(share + 0.4 / len(schemes), f"timing {scheme.label}")
+        rows.append(_row(built, timing(built.model), base, first, speed_name))
+    return rows
+
+
+def quality_rows(registry: ModelRegistry, model_key: str) -> list[dict]:
+    """Quality on the bundled reference set (cached per process), noise floor second."""
+    keys = [qs.FULL, run.NOISE] + [s.key for s in qs.schemes_for(model_key)]
+    labels = {qs.FULL: "fp32 (full)", run.NOISE: "fp32, 1 thread (noise floor)",
+              **{s.key: s.label for s in qs.schemes_for(model_key)}}
+    rows = []
+    for key in keys:
+        if model_key == CHAT:
+            q = run.chat_quality(registry, key)
+            rows.append({"scheme": labels[key], "perplexity": round(q["perplexity"], 3),
+                         "mean KL (nats)": float(f"{q['mean_kl']:.3g}"),
+                         "max KL": float(f"{q['max_kl']:.3g}"),
+                         "same top-1 (%)": round(q["top1_agreement_pct"], 1), "positions": q["positions"]})
+        else:
+            q = run.encoder_quality(registry, key)
+            rows.append({"scheme": labels[key], "mean cosine": round(q["mean_cosine"], 5),
+                         f"overlap@{q['k']} (%)": round(q["overlap_at_k_pct"], 1),
+                         "sentences": q["sentences"], "queries": q["queries"]})
+    return rows
+
+
+def bytes_rows(registry: ModelRegistry, model_key: str) -> list[dict]:
+    """Where the bytes went: MB per part for fp32 and each built scheme, the bytes a quantized
+    lm_head adds when it no longer shares the embedding matrix, and the best possible size
+    (every weight at the scheme's bit width)."""
+    base = qs.full(registry, model_key)
+    entries = [(base, 32)] + [(qs.quantized(registry, model_key, s.key), s.bits) for s in qs.schemes_for(model_key)]
+    rows = []
+    for built, bits in entries:
+        row = {"scheme": built.label, **{p: round(built.breakdown.get(p, 0) / MB, 1) for p in PARTS}}
+        untied = base.lm_head_tied and built.lm_head_tied is False
+        row["untied lm_head copy (MB)"] = round(built.breakdown.get("lm_head", 0) / MB, 1) if untied else 0.0
+        row["total (MB)"] = round(built.serialized_bytes / MB, 1)
+        row["best possible (MB)"] = round(base.serialized_bytes * bits / 32 / MB, 1)
+        rows.append(row)
+    return rows
+
+
+def bytes_long(rows: list[dict]) -> list[dict]:
+    """The same numbers in long form (scheme, part, MB) for a stacked bar chart."""
+    return [{"scheme": r["scheme"], "part": p, "MB": r[p]} for r in rows for p in PARTS if r[p]]
+
+
+def kernel_rows(registry: ModelRegistry, model_key: str) -> list[dict]:
+    """Which matmul kernel each model really ran, from the profiler or the ONNX graph (cached)."""
+
+    def measure(built: qs.Built):
+        def factory(_source):
+            if isinstance(built.model, qs.OrtEncoder):
+                found = hardware.onnx_kernels(built.model.path)
+                return ", ".join(f"{op} x{n}" for op, n in found)
+            if model_key == CHAT:
+                module = built.model
+                ids = registry.chat_model().tokenizer("Kernels, please.", return_tensors="pt").input_ids
+            else:
+                module = built.model.st[0].auto_model
+                ids = dict(built.model.tokenizer(["Kernels, please."], return_tensors="pt"))
+            found = hardware.torch_kernels(module, ids)
+            return ", ".join(f"{name} {ms} ms" for name, ms in found)
+
+        return registry.get(model_key, f"quant-kernels:{built.key}", factory)
+
+    entries = [qs.full(registry, model_key)] + [qs.quantized(registry, model_key, s.key)
+                                               for s in qs.schemes_for(model_key)]
+    return [{"scheme": b.label, "kernels (one forward pass)": measure(b)} for b in entries]

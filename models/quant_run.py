@@ -1,0 +1,200 @@
+"""Running the full and the quantized models on the same input: greedy steps, timings, quality.
+
+Timings come from our own greedy loop (one forward per token with the KV cache), so time to
+first token (prefill + one step) and decoding tokens/s are measured the same way for every
+scheme. Quality on the bundled reference text is computed once per process per scheme and
+cached in the registry. The noise floor is fp32 against itself: a second timed run, and the
+reference logits recomputed with one thread (a different summation order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import quant_metrics as qm
+from models import quant_schemes as qs
+from models.registry import CHAT, ENCODER, ModelRegistry
+
+EVAL_DIR = Path(__file__).resolve().parent.parent / "assets" / "eval"
+REF_TOKENS = 320  # the whole bundled text (~300 tokens): stable averages, seconds per scheme
+TOP_K = 3
+NOISE = "fp32 again (noise floor)"
+
+
+def reference_text() -> str:
+    return (EVAL_DIR / "reference.txt").read_text(encoding="utf-8")
+
+
+def encoder_eval() -> tuple[list[str], list[str]]:
+    data = json.loads((EVAL_DIR / "encoder_sentences.json").read_text(encoding="utf-8"))
+    return data["sentences"], data["queries"]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run with n intra-op threads, then restore (model jobs share one queue slot, so this is safe)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---- causal LM ---------------------------------------------------------------------------
+
+
+def chat_ids(tokenizer, prompt: str) -> torch.Tensor:
+    """[1, T] ids of the prompt in the model's chat template (plain text when it has none)."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+        return tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+    return tokenizer(prompt, return_tensors="pt").input_ids
+
+
+def greedy(model, ids: torch.Tensor, max_new: int, eos: set[int]) -> Iterator[tuple[int, float]]:
+    """Yield (token id, seconds since start) for each greedy token, using the KV cache."""
+    start = time.perf_counter()
+    with torch.no_grad():  # not inference_mode: torchao tensor subclasses need no_grad
+        out = model(input_ids=ids, use_cache=True)
+        for _ in range(max_new):
+            token = int(out.logits[0, -1].float().argmax())
+            yield token, time.perf_counter() - start
+            if token in eos:
+                return
+            out = model(input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values,
+                        use_cache=True)
+
+
+def eos_ids(tokenizer, model) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {i for i in ids if i is not None}
+
+
+def timed_generation(model, ids: torch.Tensor, max_new: int, eos: set[int]) -> dict:
+    """TTFT and decoding speed of one greedy run (after a one-token warm-up call)."""
+    for _ in greedy(model, ids[:, :4], 1, eos):
+        pass
+    tokens, times = [], []
+    for token, elapsed in greedy(model, ids, max_new, eos):
+        tokens.append(token)
+        times.append(elapsed)
+    decode = times[-1] - times[0]
+    return {"tokens": tokens, "ttft_s": times[0],
+            "tokens_per_s": (len(times) - 1) / decode if len(times) > 1 and decode > 0 else None}
+
+
+def logits_of(model, ids: torch.Tensor) -> torch.Tensor:
+    """[T, V] float32 logits of one forward pass over ids [1, T]."""
+    with torch.no_grad():
+        return model(input_ids=ids).logits[0].float()
+
+
+def reference_ids(tokenizer) -> torch.Tensor:
+    return tokenizer(reference_text(), return_tensors="pt").input_ids[:, :REF_TOKENS]
+
+
+def _chat_reference_logits(registry: ModelRegistry, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, logits) on the reference text for fp32, fp32 on one thread, or a scheme; cached."""
+
+    def factory(_source):
+        lm = registry.chat_model()
+        ids = reference_ids(lm.tokenizer)
+        if key == qs.FULL:
+            return ids, logits_of(lm.model, ids)
+        if key == NOISE:
+            with torch_threads(1):
+                return ids, logits_of(lm.model, ids)
+        return ids, logits_of(qs.quantized(registry, CHAT, key).model, ids)
+
+    return registry.get(CHAT, f"quant-ref-logits:{key}", factory)
+
+
+def chat_quality(registry: ModelRegistry, key: str) -> dict:
+    """PPL, mean KL vs fp32 and top-1 agreement on the reference text (cached per process)."""
+    ids, base = _chat_reference_logits(registry, qs.FULL)
+    _, other = _chat_reference_logits(registry, key)
+    return qm.lm_quality(base, other, ids[0])
+
+
+def token_strip(full_model, quant_model, tokenizer, prompt_ids: torch.Tensor, generated: list[int]) -> list[dict]:
+    """For each token the full model generated: KL(full || quant) of the distribution that chose
+    it, whether the quantized model's top-1 differs there, and what it would have picked."""
+    if not generated:
+        return []
+    ids = torch.cat([prompt_ids, torch.tensor([generated])], dim=1)
+    start = prompt_ids.shape[1] - 1  # logits[t] predict token t+1
+    stop = start + len(generated)
+    base = qm.log_probs(logits_of(full_model, ids)[start:stop])
+    other = qm.log_probs(logits_of(quant_model, ids)[start:stop])
+    kl = qm.kl_per_position(base, other).tolist()
+    quant_top = other.argmax(-1).tolist()
+    return [{"token": tokenizer.decode([tok]), "kl": kl[i], "flip": quant_top[i] != tok,
+             "quant_token": tokenizer.decode([quant_top[i]])} for i, tok in enumerate(generated)]
+
+
+def first_divergence(a: list, b: list) -> int | None:
+    """Index of the first position where two sequences differ (None when one is a prefix of the other
+    and they have the same length)."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+# ---- encoder -----------------------------------------------------------------------------
+
+
+def encoder_timing(encoder, prompt: str, sentences: list[str]) -> dict:
+    """Latency of embedding the prompt (the encoder's 'first token') and tokens/s over the corpus."""
+    encoder.embed([prompt])  # warm-up
+    start = time.perf_counter()
+    encoder.embed([prompt])
+    latency = time.perf_counter() - start
+    n_tokens = sum(len(encoder.tokenizer(s).input_ids) for s in sentences)
+    start = time.perf_counter()
+    encoder.embed(sentences)
+    return {"ttft_s": latency, "tokens_per_s": n_tokens / (time.perf_counter() - start)}
+
+
+def _encoder_vectors(registry: ModelRegistry, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sentence, query) embeddings of the bundled set for fp32, fp32 one-thread, or a scheme."""
+
+    def factory(_source):
+        sentences, queries = encoder_eval()
+        if key in (qs.FULL, NOISE):
+            encoder = qs.full(registry, ENCODER).model
+            with torch_threads(1) if key == NOISE else contextlib.nullcontext():
+                return encoder.embed(sentences), encoder.embed(queries)
+        encoder = qs.quantized(registry, ENCODER, key).model
+        return encoder.embed(sentences), encoder.embed(queries)
+
+    return registry.get(ENCODER, f"quant-vectors:{key}", factory)
+
+
+def encoder_quality(registry: ModelRegistry, key: str, k: int = TOP_K) -> dict:
+    """Mean cosine with fp32 embeddings and overlap@k of retrieval results (cached per process)."""
+    base_s, base_q = _encoder_vectors(registry, qs.FULL)
+    other_s, other_q = _encoder_vectors(registry, key)
+    return {"mean_cosine": qm.mean_cosine(base_s, other_s),
+            "overlap_at_k_pct": qm.overlap_at_k(qm.top_k(base_q, base_s, k), qm.top_k(other_q, other_s, k)),
+            "k": k, "sentences": len(base_s), "queries": len(base_q)}
+
+
+def retrieve(encoder, query: str, sentences: list[str], k: int = TOP_K) -> list[tuple[str, float]]:
+    """The k sentences closest to the query, with cosine scores."""
+    vectors = encoder.embed(sentences)
+    q = encoder.embed([query])
+    hits = qm.top_k(q, vectors, k)[0]
+    scores = (vectors[hits] @ q[0]).tolist()
+    return [(sentences[i], s) for i, s in zip(hits.tolist(), scores, strict=False)]
