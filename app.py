@@ -14,7 +14,7 @@ import gradio as gr
 
 from config import Settings
 from models.registry import ModelRegistry
-from tabs import attention, decoding, qna, rag
+from tabs import attention, decoding, qna, quantized, rag
 
 ASSETS = Path(__file__).parent / "assets"
 # (tab title, module with build(registry, settings)), in the order a lesson goes.
@@ -23,6 +23,7 @@ TABS = [
     ("Decoding playground", decoding),
     ("Attention visualizer", attention),
     ("Chat with your documents", rag),
+    ("Quantized vs full", quantized),
 ]
 
 INTRO = (

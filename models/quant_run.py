@@ -167,7 +167,7 @@ def encoder_timing(encoder, prompt: str, sentences: list[str]) -> dict:
     return {"ttft_s": latency, "tokens_per_s": n_tokens / (time.perf_counter() - start)}
 
 
-def _encoder_vectors(registry: ModelRegistry, key: str) -> tuple[np.ndarray, np.ndarray]:
+def encoder_vectors(registry: ModelRegistry, key: str) -> tuple[np.ndarray, np.ndarray]:
     """(sentence, query) embeddings of the bundled set for fp32, fp32 one-thread, or a scheme."""
 
     def factory(_source):
@@ -184,8 +184,8 @@ def _encoder_vectors(registry: ModelRegistry, key: str) -> tuple[np.ndarray, np.
 
 def encoder_quality(registry: ModelRegistry, key: str, k: int = TOP_K) -> dict:
     """Mean cosine with fp32 embeddings and overlap@k of retrieval results (cached per process)."""
-    base_s, base_q = _encoder_vectors(registry, qs.FULL)
-    other_s, other_q = _encoder_vectors(registry, key)
+    base_s, base_q = encoder_vectors(registry, qs.FULL)
+    other_s, other_q = encoder_vectors(registry, key)
     return {"mean_cosine": qm.mean_cosine(base_s, other_s),
             "overlap_at_k_pct": qm.overlap_at_k(qm.top_k(base_q, base_s, k), qm.top_k(other_q, other_s, k)),
             "k": k, "sentences": len(base_s), "queries": len(base_q)}
