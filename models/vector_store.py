@@ -112,6 +112,7 @@ class DocumentStore:
         self._client = client
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}
+        self._handles: dict[str, Any] = {}  # open collections, so a search is one round trip
         self.sample_name: str | None = None
 
     @property
@@ -130,9 +131,18 @@ class DocumentStore:
         return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
 
     def _open(self, name: str, metadata: dict | None = None):
-        return self.client.get_or_create_collection(
-            name, metadata=metadata, embedding_function=self.embedding,
-            configuration={"hnsw": {"space": "cosine"}})
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self.client.get_or_create_collection(
+                name, metadata=metadata, embedding_function=self.embedding,
+                configuration={"hnsw": {"space": "cosine"}})
+            self._handles[name] = handle
+        return handle
+
+    def _delete(self, name: str) -> None:
+        self._handles.pop(name, None)
+        self._seen.pop(name, None)
+        self.client.delete_collection(name)
 
     # ---- sessions ------------------------------------------------------------------------
     def collection_for(self, session_id: str):
@@ -146,10 +156,8 @@ class DocumentStore:
 
     def drop_session(self, session_id: str) -> bool:
         """Delete a session's collection (tab closed or reset). True if there was one."""
-        name = session_collection_name(session_id)
-        self._seen.pop(name, None)
         try:
-            self.client.delete_collection(name)
+            self._delete(session_collection_name(session_id))
             return True
         except Exception:  # chromadb raises NotFoundError/ValueError depending on the client
             return False
@@ -164,8 +172,7 @@ class DocumentStore:
             last = (collection.metadata or {}).get("last_seen", 0.0)
             last = max(float(last), self._seen.get(collection.name, 0.0))
             if now - last > self.settings.session_ttl_s:
-                self.client.delete_collection(collection.name)
-                self._seen.pop(collection.name, None)
+                self._delete(collection.name)
                 removed.append(collection.name)
         if removed:
             log.info("Removed %d expired document sessions", len(removed))
@@ -237,7 +244,7 @@ class DocumentStore:
             self._add(collection, chunks, embeddings, {"kind": "markdown", "bytes": 0})
         for other in self.client.list_collections():  # older versions of the corpus
             if other.name.startswith(SAMPLE_PREFIX) and other.name != name:
-                self.client.delete_collection(other.name)
+                self._delete(other.name)
         self.sample_name = name
         return name
 
@@ -251,18 +258,16 @@ class DocumentStore:
         if include_sample and self.sample_name:
             collections.append((self._open(self.sample_name), True))
         n_wanted = max(fetch_k, k) if mmr else k
+        include = ["documents", "metadatas", "distances"] + (["embeddings"] if mmr else [])
         hits: list[Hit] = []
         for collection, shared in collections:
-            n = min(n_wanted, collection.count())
-            if n == 0:
-                continue
-            res = collection.query(query_embeddings=[query_vec], n_results=n,
-                                   include=["documents", "metadatas", "distances", "embeddings"])
+            # chroma returns fewer than n_results when the collection is smaller (or empty)
+            res = collection.query(query_embeddings=[query_vec], n_results=n_wanted, include=include)
             for i, cid in enumerate(res["ids"][0]):
                 meta = res["metadatas"][0][i]
+                vector = np.asarray(res["embeddings"][0][i], dtype=np.float32) if mmr else None
                 hits.append(Hit(cid, res["documents"][0][i], meta["source"], meta.get("page") or None,
-                                1.0 - float(res["distances"][0][i]), shared,
-                                np.asarray(res["embeddings"][0][i], dtype=np.float32)))
+                                1.0 - float(res["distances"][0][i]), shared, vector))
         hits.sort(key=lambda h: -h.score)
         if mmr and hits:
             from langchain_core.vectorstores.utils import maximal_marginal_relevance

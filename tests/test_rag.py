@@ -128,9 +128,15 @@ def test_token_chunks_respect_the_size_and_keep_pages(encoder, tokens):
 
 
 def test_character_chunking_and_bad_settings():
-    doc = load_document("a.txt", ("word " * 400).encode())
+    doc = load_document("a.txt", " ".join(f"w{i}" for i in range(400)).encode())
     chunks = split_document(doc, make_splitter(100, 20, "characters"))
     assert max(len(c.text) for c in chunks) <= 100
+    assert all(doc.text[c.start:c.start + len(c.text)] == c.text for c in chunks)
+    segments = boundary_preview(doc, chunks, max_chunks=3)
+    shown = "".join(text for text, _ in segments)
+    assert shown.startswith(doc.text[:chunks[2].start + len(chunks[2].text)])
+    overlaps = [text for text, label in segments if label == "overlap"]
+    assert len(overlaps) == 2 and all(0 < len(o) <= 20 for o in overlaps)
     with pytest.raises(ValueError, match="overlap"):
         make_splitter(50, 50, "characters")
 
