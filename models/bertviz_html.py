@@ -6,6 +6,9 @@ and embeds the attention as a JSON literal inside a `<script>`. Here:
   assets/vendor/ are inlined and registered as AMD modules, so nothing is fetched;
 - both views read one shared copy of the attention (integers in thousandths), instead of
   each embedding its own floats: a 64-token MiniLM page stays well under 2 MB;
+- lines for weights under 2% are not created (bertviz draws each line with opacity = its
+  weight, so they are invisible anyway): a 64-token model view drops from ~300k SVG lines to
+  a fraction, which is most of the time the browser spends drawing;
 - `<`, `>` and `&` inside the JSON are written as \\u escapes, so a token such as
   `</script><img onerror=...>` stays a string (bertviz then draws it with d3 `.text()`);
 - the document goes into `srcdoc` HTML-escaped, with `sandbox="allow-scripts"`: its scripts
@@ -35,7 +38,28 @@ SLICES = {None: ("all", "all"), "All": ("all", "all"),
           "Sentence A -> Sentence A": ("a", "a"), "Sentence B -> Sentence B": ("b", "b"),
           "Sentence A -> Sentence B": ("a", "b"), "Sentence B -> Sentence A": ("b", "a")}
 
-PRELUDE_JS = f"var GENAI_SCALE = {SCALE};" + """
+MIN_DRAWN = 0.02  # attention lines below this weight are not drawn (2% opacity: invisible)
+# Exact edits of bertviz 1.4.1's scripts: (old, new, expected count). Line data become only
+# the weights >= MIN_DRAWN, as Number objects that carry their column in `.i`.
+ROW_DATA = """.data(function (d) { // Loop over all target tokens
+                    return d;
+                })"""
+PATCHES = {
+    "head": [('.selectAll("line")\n            .data(d => d)',
+              '.selectAll("line")\n            .data(genaiLabSparse)', 1),
+             ("(d, rightTokenIndex) => TEXT_TOP + rightTokenIndex * BOXHEIGHT", "(d) => TEXT_TOP + d.i * BOXHEIGHT", 1),
+             ('.attr("right-token-index", (d, i) => i)', '.attr("right-token-index", (d) => d.i)', 1)],
+    "model": [(ROW_DATA, ".data(genaiLabSparse)", 2), ("(targetIndex + .5)", "(d.i + .5)", 2)],
+}
+
+PRELUDE_JS = f"var GENAI_SCALE = {SCALE}, GENAI_MIN = {MIN_DRAWN};" + """
+function genaiLabSparse(row) {
+  var out = [];
+  for (var i = 0; i < row.length; i++) {
+    if (row[i] >= GENAI_MIN) { var v = new Number(row[i]); v.i = i; out.push(v); }
+  }
+  return out;
+}
 define('d3', [], function () { return window.d3; });
 define('jquery', [], function () { return window.jQuery; });
 function genaiLabParams(meta) {
@@ -84,7 +108,15 @@ def _bounds(part: str, n: int, b_start: int | None) -> list[int]:
     return {"all": [0, n], "a": [0, b_start or n], "b": [b_start or n, n]}[part]
 
 
-def _rewrite(view_html: str, n: int, b_start: int | None) -> tuple[str, str]:
+def _patch(js: str, kind: str) -> str:
+    for old, new, count in PATCHES[kind]:
+        if js.count(old) != count:
+            raise RuntimeError(f"bertviz output changed: cannot apply the sparse-lines edit {old!r}")
+        js = js.replace(old, new)
+    return js
+
+
+def _rewrite(view_html: str, n: int, b_start: int | None, kind: str, layers: list[int]) -> tuple[str, str]:
     """Split bertviz's output into (markup, script) with offline loading and shared data."""
     if CDN_TAG not in view_html:
         raise RuntimeError("bertviz output changed: the require.js CDN tag was not found")
@@ -98,13 +130,14 @@ def _rewrite(view_html: str, n: int, b_start: int | None) -> tuple[str, str]:
     # PYTHON_PARAMS is a template marker"), doubling the page: the whole line is replaced.
     params, end = json.JSONDecoder().raw_decode(js, start + len(PARAMS_START))
     line_end = js.find("\n", end)
+    params["include_layers"] = layers
     for entry in params["attention"]:
         rows, cols = SLICES[entry["name"]]
         entry.pop("attn")
         entry["rows"], entry["cols"] = _bounds(rows, n, b_start), _bounds(cols, n, b_start)
     replacement = PARAMS_START + "genaiLabParams(" + json_for_script(params) + ");"
     js = js[:start] + replacement + (js[line_end:] if line_end >= 0 else "")
-    return markup, js
+    return markup, _patch(js, kind)
 
 
 def views_document(attentions: np.ndarray, tokens: list[str], sentence_b_start: int | None = None,
@@ -120,22 +153,21 @@ def views_document(attentions: np.ndarray, tokens: list[str], sentence_b_start: 
     n = len(tokens)
     small = torch.from_numpy(np.round(attentions[layers] * SCALE).astype(np.int16))
     shared = json_for_script(small.tolist())
-    # bertviz indexes `attention[layer]` for each included layer and reads the head count from
-    # attention[0]: a full-length list (tiny stand-ins for left-out layers) keeps the real
-    # layer numbers in its layer picker and row labels.
+    # The page reads the shared copy, so bertviz (which serialises whatever it is given) gets
+    # only the first chosen layer; `_rewrite` then restores the full layer list. It indexes
+    # attention[layer] and reads the head count from attention[0], hence the tiny stand-ins.
     stand_in = torch.zeros((1, small.shape[1], 1, 1), dtype=small.dtype)
-    position = {layer: i for i, layer in enumerate(layers)}
-    by_layer = [small[position[i]:position[i] + 1] if i in position else stand_in for i in range(n_layers)]
+    by_layer = [small[:1] if i == layers[0] else stand_in for i in range(n_layers)]
     pieces = []
-    for title, hint, view, kwargs in (
-        ("Head view", "Pick a layer; each colour is a head. Hover a token to see where it looks; "
+    for kind, title, hint, view, kwargs in (
+        ("head", "Head view", "Pick a layer; each colour is a head. Hover a token to see where it looks; "
          "double-click a colour to show only that head.", head_view, {}),
-        ("Model view", "Every head of the chosen layers at once; click a thumbnail to enlarge it.",
+        ("model", "Model view", "Every head of the chosen layers at once; click a thumbnail to enlarge it.",
          model_view, {"display_mode": "light"}),
     ):
         result = view(attention=by_layer, tokens=list(tokens), sentence_b_start=sentence_b_start,
-                      include_layers=layers, html_action="return", **kwargs)
-        markup, js = _rewrite(result.data, n, sentence_b_start)
+                      include_layers=layers[:1], html_action="return", **kwargs)
+        markup, js = _rewrite(result.data, n, sentence_b_start, kind, layers)
         pieces.append((title, hint, markup, js))
     notice_html = f'<p class="hint">{html.escape(notice)}</p>' if notice else ""
     body = [notice_html]

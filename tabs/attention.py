@@ -36,6 +36,17 @@ EXAMPLES = [
 ]
 
 
+HOW_TO_READ = """
+**How to read it.** Each layer has several heads; a head gives every token (a *query*) a set of
+weights over all tokens (the *keys*) that sums to 1. The **head view** draws those weights as
+lines (hover a token); the **model view** shows every head at once; the **heatmap** is one head
+as a grid. Heads specialise: some look at the previous token, some at the token itself, many
+park their attention on the first token or [SEP] (an *attention sink*) — see **What each head
+does**. **How attention is computed** replays softmax(q·k/√d + mask) with the model's numbers;
+**Head knock-out** switches heads off to see if the model needed them.
+"""
+
+
 def adapter_for(registry: ModelRegistry, kind: str):
     """The loaded model for "encoder" or "decoder", both with eager attention."""
     if kind == "decoder":
@@ -217,7 +228,8 @@ def build(registry: ModelRegistry, settings) -> None:
             show = gr.Button("Show attention", variant="primary", elem_id="attention-show")
         with gr.Column(scale=3):
             status = gr.Markdown(elem_id="attention-status")
-            gr.Examples(EXAMPLES, inputs=[kind, text, text_b, new_tokens], label="Examples")
+            gr.Markdown(HOW_TO_READ)
+    gr.Examples(EXAMPLES, inputs=[kind, text, text_b, new_tokens], label="Examples")
     with gr.Tabs():
         with gr.Tab("bertviz views"):
             views = gr.HTML(elem_id="attention-views")

@@ -1,0 +1,158 @@
+"""Benchmark of the Attention visualizer on a 64-token input, models already loaded.
+
+- click_to_rendered_s: in a real browser (Debian chromium, every non-local request
+  blocked), from the click on "Show attention" to both bertviz views having drawn their SVG
+  inside the iframe (goal <= 2 s); the median of a few clicks on alternating inputs;
+- server_s: the handler alone (forward pass, statistics, bertviz HTML), same input, and its
+  parts forward_s / views_html_s;
+- iframe_render_s: the views page alone, loaded into a blank browser page until the model
+  view's last thumbnail exists (the browser's share of the click);
+- load_average_1min: the machine's load when measured (2 cores shared with other work);
+- payload_bytes: the iframe HTML for 64 tokens on all-MiniLM-L6-v2 (goal <= 2 MB), and the
+  same for SmolLM2 (30 layers, 6 of them shown by default).
+Without chromium the browser figure is reported as None.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+ROUNDS = 3
+# Two different 62-word texts: each click must really re-render (62 words + [CLS] + [SEP] = 64 tokens).
+TEXTS = [" ".join(["cat"] * 31 + ["dog"] * 31), " ".join(["sun"] * 31 + ["sea"] * 31)]
+
+
+def _settings():
+    from config import Settings
+
+    base = Settings.from_env()
+    return Settings(**{**base.__dict__, "offline": True, "warmup": False})
+
+
+def server_figures(registry) -> dict:
+    from tabs.attention import analyze, views_html
+
+    times = []
+    for i in range(ROUNDS + 1):
+        start = time.perf_counter()
+        out = analyze(registry, "encoder", TEXTS[i % 2], "", 0, False, "", progress=lambda *a, **k: None)
+        if i:  # the first round imports bertviz and warms the caches
+            times.append(time.perf_counter() - start)
+    data = out[0]
+    assert data.n_tokens == 64, data.n_tokens
+    from models.attention import decoder_attention, encoder_attention
+
+    encoder = registry.encoder_with_attention()
+    forward, views = [], []
+    for i in range(ROUNDS):
+        start = time.perf_counter()
+        encoder_attention(encoder, TEXTS[i % 2])
+        forward.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        views_html(data)
+        views.append(time.perf_counter() - start)
+
+    lm = registry.chat_model(attn_implementation="eager")
+    decoder = decoder_attention(lm, " ".join(["word"] * 64), max_tokens=64)
+    return {
+        "server_s": statistics.median(times),
+        "forward_s": statistics.median(forward),
+        "views_html_s": statistics.median(views),
+        "payload_bytes_minilm_64": len(views_html(data).encode()),
+        "payload_bytes_smollm2_64": len(views_html(decoder).encode()),
+    }
+
+
+def iframe_render_seconds(registry) -> float | None:
+    if not Path(CHROMIUM).exists():
+        return None
+    from playwright.sync_api import sync_playwright
+
+    from models.attention import encoder_attention
+    from models.bertviz_html import views_document
+
+    att, tokens, b_start, _ = encoder_attention(registry.encoder_with_attention(), TEXTS[0]).for_views()
+    document = views_document(att, tokens, b_start)
+    times = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.route("**/*", lambda route: route.abort())  # the page must need nothing from outside
+        for i in range(ROUNDS + 1):
+            start = time.perf_counter()
+            page.set_content(document)
+            page.locator("[id='attn_background_5_11']").wait_for(timeout=120_000)
+            if i:
+                times.append(time.perf_counter() - start)
+        browser.close()
+    return statistics.median(times)
+
+
+def browser_seconds(settings, registry) -> float | None:
+    if not Path(CHROMIUM).exists():
+        return None
+    from playwright.sync_api import sync_playwright
+
+    from app import build_demo
+
+    demo = build_demo(settings, registry)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+                ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")) else route.abort())
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_role("tab", name="Attention visualizer").click()
+            times = []
+            for i in range(ROUNDS + 1):
+                page.locator("#attention-text textarea").fill(TEXTS[i % 2])
+                marker = TEXTS[i % 2].split()[0]
+                start = time.perf_counter()
+                page.locator("#attention-show").click()
+                frame = page.frame_locator("iframe.bertviz-frame")
+                # the new page's head view shows the new first word, then both SVGs are drawn
+                frame.locator(f"svg text:text-is('{marker}')").first.wait_for(timeout=120_000)
+                # bertviz draws the model view in one synchronous pass: its last thumbnail is the end
+                frame.locator("[id='attn_background_5_11']").wait_for(timeout=120_000)
+                if i:  # round 0 warms the browser and the server
+                    times.append(time.perf_counter() - start)
+            browser.close()
+    finally:
+        demo.close()
+    return statistics.median(times)
+
+
+def main() -> dict:
+    from models.registry import ModelRegistry
+
+    settings = _settings()
+    registry = ModelRegistry(settings)
+    registry.encoder_with_attention()
+    registry.chat_model(attn_implementation="eager")
+    figures = server_figures(registry)
+    figures["iframe_render_s"] = iframe_render_seconds(registry)
+    figures["click_to_rendered_s"] = browser_seconds(settings, registry)
+    figures["load_average_1min"] = os.getloadavg()[0]
+    figures["goal_click_to_rendered_s"] = 2.0
+    figures["goal_payload_bytes"] = 2_000_000
+    figures["payload_ratio_to_goal"] = figures["payload_bytes_minilm_64"] / 2_000_000
+    return figures
+
+
+if __name__ == "__main__":
+    for name, value in main().items():
+        print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
