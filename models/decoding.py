@@ -13,6 +13,7 @@ Same seed -> same draws -> same text, and the draw can be shown as a needle on t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -88,19 +89,26 @@ def show_token(text: str) -> str:
     return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅"
 
 
-def _entropy_bits(probs: torch.Tensor) -> float:
-    p = probs[probs > 0]
-    return float(-(p * p.log2()).sum())
+LN2 = math.log(2)
 
 
 def _draw_token(probs: torch.Tensor, u: float) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """Inverse-CDF sampling on the tokens sorted by probability (ties by id)."""
-    sorted_p, order = torch.sort(probs.double(), descending=True, stable=True)
-    cdf = torch.cumsum(sorted_p, 0)
-    alive = int((sorted_p > 0).sum())
-    pos = min(int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])], dtype=torch.float64),
-                                     right=True)), alive - 1)
-    return int(order[pos]), sorted_p, order
+    """Inverse-CDF sampling over the tokens sorted by probability: (token, sorted probs, their ids).
+
+    Only the head of the order is needed until the cumulative mass passes u, so a top-k grows
+    until it does instead of sorting the whole vocabulary every step.
+    """
+    target = u * float(probs.double().sum())
+    k = min(256, probs.numel())
+    while True:
+        top_p, top_ids = torch.topk(probs, k)  # sorted, deterministic for the same input
+        cdf = torch.cumsum(top_p.double(), 0)
+        if float(cdf[-1]) > target or k == probs.numel():
+            break
+        k = min(k * 8, probs.numel())
+    alive = int((top_p > 0).sum())
+    pos = min(int(torch.searchsorted(cdf, torch.tensor([target], dtype=torch.float64), right=True)), alive - 1)
+    return int(top_ids[pos]), top_p, top_ids
 
 
 class Recorder:
@@ -128,22 +136,23 @@ class Recorder:
     def record(self, index: int, token_id: int, probs: list[torch.Tensor], draw: float | None,
                text: str, sorted_final: tuple[torch.Tensor, torch.Tensor] | None = None) -> Step:
         names = ["raw softmax"] + [name for name, _ in self.stages]
-        stacked = torch.stack(probs)  # (S, V)
+        stacked = torch.stack(probs)  # (S, V); every figure below is one vectorized op over it
         chosen_p = stacked[:, token_id]
-        ranks = (stacked > chosen_p[:, None]).sum(1) + 1
         alive = stacked > 0
-        stages = []
-        for s, name in enumerate(names):
-            kept = 1.0 if s == 0 else float(stacked[s - 1][alive[s]].sum())
-            stages.append(Stage(name, int(alive[s].sum()), kept, _entropy_bits(stacked[s]),
-                                float(chosen_p[s]), int(ranks[s])))
+        surviving = alive.sum(1).tolist()
+        ranks = ((stacked > chosen_p[:, None]).sum(1) + 1).tolist()
+        entropy = (torch.special.entr(stacked).sum(1) / LN2).tolist()
+        kept = [1.0] + (stacked[:-1] * alive[1:]).sum(1).tolist()
+        chosen_list = chosen_p.tolist()
+        stages = [Stage(name, surviving[s], kept[s], entropy[s], chosen_list[s], ranks[s])
+                  for s, name in enumerate(names)]
         ids = torch.cat([torch.topk(stacked[0], N_CANDIDATES).indices, torch.topk(stacked[-1], N_CANDIDATES).indices,
-                         torch.tensor([token_id])]).tolist()
-        ids = sorted(dict.fromkeys(ids), key=lambda i: (-float(stacked[-1, i]), -float(stacked[0, i])))
+                         torch.tensor([token_id])]).unique().tolist()
         table = stacked[:, ids].T.tolist()
-        candidates = [Candidate(i, self.piece(i), row, i == token_id) for i, row in zip(ids, table, strict=False)]
+        rows = sorted(zip(ids, table, strict=True), key=lambda r: (-r[1][-1], -r[1][0]))
+        candidates = [Candidate(i, self.piece(i), row, i == token_id) for i, row in rows]
         if sorted_final is None:
-            sorted_final = torch.sort(stacked[-1].double(), descending=True, stable=True)
+            sorted_final = torch.topk(stacked[-1], N_STRIP)
         sp, order = sorted_final
         top = zip(sp[:N_STRIP].tolist(), order[:N_STRIP].tolist(), strict=True)
         strip = [(i, self.piece(i), p) for p, i in top if p > 0]

@@ -179,7 +179,8 @@ def build(registry: ModelRegistry, settings) -> None:
             with gr.Accordion("Penalties and length", open=True):
                 rep = gr.Slider(0.5, 2, value=d.repetition_penalty, step=0.05, label="Repetition penalty (1 = off)")
                 ngram = gr.Slider(0, 6, value=d.no_repeat_ngram_size, step=1, label="No-repeat n-gram size (0 = off)")
-                max_new = gr.Slider(1, 200, value=d.max_new_tokens, step=1, label="Max new tokens")
+                max_new = gr.Slider(1, 200, value=d.max_new_tokens, step=1, label="Max new tokens",
+                                    elem_id="decoding-max-new")
                 seed = gr.Number(value=d.seed, precision=0, label="Seed")
             with gr.Accordion("Beam search", open=False):
                 beams = gr.Slider(1, 8, value=d.num_beams, step=1, label="Beams")
@@ -188,17 +189,17 @@ def build(registry: ModelRegistry, settings) -> None:
             with gr.Accordion("Contrastive search", open=False):
                 alpha = gr.Slider(0, 1, value=d.penalty_alpha, step=0.05, label="Penalty α")
                 ck = gr.Slider(1, 20, value=d.contrastive_k, step=1, label="Candidates (top-k)")
-            generate = gr.Button("Generate", variant="primary")
+            generate = gr.Button("Generate", variant="primary", elem_id="decoding-generate")
         with gr.Column(scale=3):
             notes = gr.Markdown()
             output = gr.HighlightedText(label="Output (each token coloured by its probability)",
                                         color_map=BAND_COLORS, show_legend=True, combine_adjacent=False,
                                         elem_id="decoding-output")
-            status = gr.Markdown()
+            status = gr.Markdown(elem_id="decoding-status")
             with gr.Tabs():
                 with gr.Tab("Step inspector"):
                     step_pick = gr.Dropdown(choices=[], label="Step", interactive=True)
-                    summary = gr.Markdown()
+                    summary = gr.Markdown(elem_id="decoding-summary")
                     strip = gr.Plot(label="The random draw on the final distribution", format="png")
                     stages = gr.Dataframe(label="Pipeline stages (in generate()'s order)", interactive=False)
                     candidates = gr.Dataframe(label="Top candidates: probability after each stage",

@@ -1,0 +1,76 @@
+"""Benchmark: what the step inspector's recording costs, against plain `model.generate()`.
+
+For greedy and for sampling (temperature, top-k, top-p and a repetition penalty, so every
+stage runs), the playground's loop (KV cache, every stage's softmax recorded, candidates,
+strip) and `model.generate()` with the same settings (`generate_kwargs`) run alternately on
+the same raw prompt, 40 new tokens, models already loaded. Figures are per generated token
+(sampled runs may stop at different lengths), medians of ROUNDS runs. Goal: ratio <= 1.3.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROUNDS = 5
+PROMPT = "Once upon a time, in a village by the sea,"
+NEW_TOKENS = 40
+
+
+def _per_token(fn) -> float:
+    start = time.perf_counter()
+    n = fn()
+    return (time.perf_counter() - start) / max(n, 1)
+
+
+def main() -> dict:
+    import torch
+
+    from config import Settings
+    from models.decoding import GREEDY, SAMPLING, DecodeConfig, encode_prompt, normalize, stream_steps
+    from models.decoding_code import generate_kwargs
+    from models.registry import ModelRegistry
+
+    settings = Settings.from_env()
+    if settings.torch_threads > 0:  # GENAI_LAB_TORCH_THREADS, as the app applies it
+        torch.set_num_threads(settings.torch_threads)
+    lm = ModelRegistry(Settings(**{**settings.__dict__, "offline": True, "warmup": False})).chat_model()
+    ids = encode_prompt(lm.tokenizer, PROMPT, False)
+    figures: dict = {"threads": torch.get_num_threads(), "new_tokens": NEW_TOKENS}
+    configs = {
+        "greedy": DecodeConfig(strategy=GREEDY, max_new_tokens=NEW_TOKENS, chat_template=False),
+        "sampling": DecodeConfig(strategy=SAMPLING, temperature=0.8, top_k=50, top_p=0.9, repetition_penalty=1.1,
+                                 max_new_tokens=NEW_TOKENS, seed=1, chat_template=False),
+    }
+    for name, cfg in configs.items():
+        cfg, _ = normalize(cfg)
+        kwargs = generate_kwargs(cfg)
+
+        def recorded(cfg=cfg):
+            return len(list(stream_steps(lm, PROMPT, cfg)))
+
+        def plain(cfg=cfg, kwargs=kwargs):
+            torch.manual_seed(cfg.seed)
+            with torch.inference_mode():
+                out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                        pad_token_id=lm.tokenizer.eos_token_id, **kwargs)
+            return out.shape[1] - ids.shape[1]
+
+        recorded(), plain()  # warm-up
+        rec, gen = [], []
+        for _ in range(ROUNDS):  # alternate, so load changes hit both sides alike
+            rec.append(_per_token(recorded))
+            gen.append(_per_token(plain))
+        figures[f"{name}_recorded_ms_per_token"] = round(1000 * statistics.median(rec), 2)
+        figures[f"{name}_generate_ms_per_token"] = round(1000 * statistics.median(gen), 2)
+        figures[f"{name}_ratio"] = round(statistics.median(rec) / statistics.median(gen), 3)
+    figures["goal_ratio_max"] = 1.3
+    figures["meets_goal"] = all(figures[f"{n}_ratio"] <= 1.3 for n in configs)
+    return figures
+
+
+if __name__ == "__main__":
+    print(main())
