@@ -7,9 +7,9 @@ Each field documents the variable that sets it (see README, "Configuration").
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -73,7 +73,7 @@ class Settings:
     session_ttl_s: int = 3600
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         offline = _flag(env.get("GENAI_LAB_OFFLINE"))
         if offline is None and _flag(env.get("HF_HUB_OFFLINE")):
