@@ -75,7 +75,8 @@ def explain(info: dict) -> str:
     flags = info["flags"]
     vnni = flags.get("avx512_vnni") or flags.get("avx_vnni") or flags.get("amx_int8")
     lines = [f"torch dispatches to **{info['cpu_capability']}** kernels; quantized engine "
-             f"**{info['quantized_engine']}**; {info['threads']} threads."]
+             f"**{info['quantized_engine']}**; {info['threads']} threads; onnxruntime {info['onnxruntime']}.",
+             "CPU flags: " + ", ".join(f"{name} {'✔' if present else '✘'}" for name, present in flags.items())]
     if vnni:
         lines.append("This CPU has int8 dot-product instructions (VNNI/AMX): int8 matmuls can be "
                      "much faster than fp32, not only smaller.")

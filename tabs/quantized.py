@@ -125,6 +125,10 @@ def stream_encoder(registry, key: str, prompt: str, progress):
 def compare_stream(registry, model_key: str, key: str, prompt: str, max_new: float, progress=gr.Progress()):
     """Listener: both outputs, streamed, then the divergence and the KL strip."""
     prompt = _check(prompt)
+    try:
+        qs.scheme(model_key, key)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from None
     if model_key == CHAT:
         yield from stream_chat(registry, key, prompt, int(max_new), progress)
     else:
@@ -135,7 +139,11 @@ def compare_stream(registry, model_key: str, key: str, prompt: str, max_new: flo
 def compare_table(registry, model_key: str, prompt: str, max_new: float, progress=gr.Progress()):
     """Listener (api quant_compare): the cost table for every scheme on this prompt."""
     prompt = _check(prompt)
-    return _table(report.compare_table(registry, model_key, prompt, int(max_new), _progress(progress)))
+    try:
+        rows = report.compare_table(registry, model_key, prompt, int(max_new), _progress(progress))
+    except ValueError as exc:  # bad model key or token count: say so plainly
+        raise gr.Error(str(exc)) from None
+    return _table(rows)
 
 
 def charts(table: pd.DataFrame):
@@ -144,10 +152,12 @@ def charts(table: pd.DataFrame):
         return None, None, None
     ms = next(c for c in table.columns if c.endswith("(ms)"))
 
+    order = list(table["scheme"])
+
     def frame(col):
         df = table[["scheme", col]].rename(columns={col: "value"})
         df["value"] = pd.to_numeric(df["value"], errors="coerce")
-        return df.dropna()
+        return gr.BarPlot(df.dropna(), sort=order)  # table order, not alphabetical
 
     return frame("size (MB)"), frame("tokens/s"), frame(ms)
 
@@ -162,7 +172,9 @@ def details(registry, model_key: str, progress=gr.Progress()):
     progress(0.8, desc="profiling kernels")
     kernels = _table(report.kernel_rows(registry, model_key))
     info = hardware.summary()
-    return (quality, _table(bytes_rows), pd.DataFrame(report.bytes_long(bytes_rows)),
+    order = [r["scheme"] for r in bytes_rows]
+    chart = gr.BarPlot(pd.DataFrame(report.bytes_long(bytes_rows)), sort=order)
+    return (quality, _table(bytes_rows), chart,
             hardware.explain(info), kernels)
 
 
@@ -172,31 +184,35 @@ def build(registry, settings) -> None:
     with gr.Row():
         model = gr.Radio(model_choices(registry), value=CHAT, label="Model", scale=2)
         scheme = gr.Dropdown(scheme_choices(CHAT), value=qs.schemes_for(CHAT)[0].key,
-                             label="Quantized scheme for the side-by-side", scale=2)
-        max_new = gr.Slider(1, report.MAX_NEW_TOKENS, value=24, step=1, label="New tokens (causal LM)", scale=1)
-    prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt (for the encoder: a search query)", lines=2)
-    run_btn = gr.Button("Compare", variant="primary")
-    status = gr.Markdown()
+                             label="Quantized scheme for the side-by-side", scale=2,
+                             allow_custom_value=True)  # choices follow the model; checked in the handler
+        max_new = gr.Slider(1, report.MAX_NEW_TOKENS, value=24, step=1, label="New tokens (causal LM)", scale=1,
+                            elem_id="quant-max-new")
+    prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt (for the encoder: a search query)", lines=2,
+                        elem_id="quant-prompt")
+    run_btn = gr.Button("Compare", variant="primary", elem_id="quant-run")
+    status = gr.Markdown(elem_id="quant-status")
     with gr.Row(equal_height=True):
-        full_out = gr.HTML()
-        quant_out = gr.HTML()
+        full_out = gr.HTML(elem_id="quant-full")
+        quant_out = gr.HTML(elem_id="quant-quant")
     gr.Markdown("### Token strip")
-    strip = gr.HTML()
+    strip = gr.HTML(elem_id="quant-strip")
     gr.Markdown("### Cost per scheme\nSerialized size, resident memory the build added, build time, "
                 "time to first token (for the encoder: time to embed your prompt), decoding speed. "
                 "*fp32 again* is the same model timed twice: its speed-up shows the noise.")
-    table = gr.Dataframe(label="cost table", interactive=False, wrap=True)
+    table = gr.Dataframe(label="cost table", interactive=False, wrap=True, elem_id="quant-table")
     with gr.Row():
-        size_plot = gr.BarPlot(x="scheme", y="value", title="Serialized size (MB)", sort=None, height=240)
-        speed_plot = gr.BarPlot(x="scheme", y="value", title="Tokens per second", sort=None, height=240)
-        ttft_plot = gr.BarPlot(x="scheme", y="value", title="First token / prompt latency (ms)", sort=None,
-                               height=240)
+        plot = {"x": "scheme", "y": "value", "sort": None, "height": 260, "y_lim": [0, None],
+                "x_label_angle": -25}
+        size_plot = gr.BarPlot(title="Serialized size (MB)", **plot)
+        speed_plot = gr.BarPlot(title="Tokens per second", **plot)
+        ttft_plot = gr.BarPlot(title="First token / prompt latency (ms)", **plot)
     gr.Markdown("### Quality on the bundled reference text\nCausal LM: perplexity = exp(mean NLL of "
                 "each next token); mean KL = KL(P_fp32 ‖ P_quant) averaged over positions; same top-1 "
                 "= % of positions with the same most likely token (llama.cpp's `--kl-divergence` "
                 "report). Encoder: mean cosine of fp32 and quantized embeddings; overlap@3 of "
                 "retrieval results for 10 queries. The 1-thread row is the noise floor.")
-    quality = gr.Dataframe(label="quality", interactive=False)
+    quality = gr.Dataframe(label="quality", interactive=False, elem_id="quant-quality")
     gr.Markdown("### Where the bytes went\nMB per part of the model. Linear-only schemes leave the "
                 "embeddings at full precision, and quantizing SmolLM2's lm_head breaks its tie with "
                 "the embedding matrix, so the output layer is stored a second time. *Best possible*: "
@@ -205,7 +221,7 @@ def build(registry, settings) -> None:
     bytes_plot = gr.BarPlot(x="scheme", y="MB", color="part", title="Serialized MB by part", sort=None,
                             height=260)
     gr.Markdown("### Hardware")
-    hardware_md = gr.Markdown()
+    hardware_md = gr.Markdown(elem_id="quant-hardware")
     kernels = gr.Dataframe(label="kernels each model really ran (torch profiler / ONNX graph)",
                            interactive=False, wrap=True)
 
