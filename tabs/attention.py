@@ -217,7 +217,8 @@ def build(registry: ModelRegistry, settings) -> None:
                             value="encoder", label="Model")
             text = gr.Textbox(label="Sentence (encoder) or prompt (decoder)", lines=2, max_lines=8,
                               value="The cat sat on the mat because it was tired.", elem_id="attention-text")
-            text_b = gr.Textbox(label="Second sentence (encoder only, optional: segment B)", lines=1)
+            text_b = gr.Textbox(label="Second sentence (encoder only, optional: segment B)", lines=1,
+                                elem_id="attention-text-b")
             with gr.Row():
                 new_tokens = gr.Slider(0, attn.MAX_NEW_TOKENS, value=0, step=1, visible=False,
                                        label="Decoder: tokens to generate (greedy)")
@@ -231,7 +232,7 @@ def build(registry: ModelRegistry, settings) -> None:
             gr.Markdown(HOW_TO_READ)
     gr.Examples(EXAMPLES, inputs=[kind, text, text_b, new_tokens], label="Examples")
     with gr.Tabs():
-        with gr.Tab("bertviz views"):
+        with gr.Tab("bertviz views", render_children=True):  # stay mounted: no re-render on switching back
             views = gr.HTML(elem_id="attention-views")
         with gr.Tab("Heatmap"):
             with gr.Row():

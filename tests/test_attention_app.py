@@ -55,10 +55,24 @@ def test_browser_renders_both_views_offline_and_safely(page):
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.get_by_role("tab", name="Attention visualizer").click()
+    frame = page.frame_locator("iframe.bertviz-frame")
+    # a sentence pair first (the README screenshot): segment A/B filter in the head view
+    page.locator("#attention-text textarea").fill("The animal didn't cross the street because it was too wide.")
+    page.locator("#attention-text-b textarea").fill("Where was the animal?")
+    page.locator("#attention-show").click()
+    frame.locator("[id='attn_background_5_11']").wait_for(timeout=180_000)
+    assert frame.locator("#filter option").count() == 2 * 5  # each view: All, A->A, B->B, A->B, B->A
+    page.get_by_role("tab", name="Heatmap").click()
+    page.locator("#attention-heatmap img").wait_for(timeout=60_000)
+    page.get_by_role("tab", name="bertviz views").click()
+    frame.locator("[id='attn_background_5_11']").wait_for(timeout=5_000)  # still drawn, not redrawn
+    page.wait_for_timeout(3000)
+    screenshot(page, "attention")
+    page.locator("#attention-text-b textarea").fill("")
     hostile = 'Tom said <script>alert(1)</script> "><img src=x onerror=alert(2)> hi'
     page.locator("#attention-text textarea").fill(hostile)
     page.locator("#attention-show").click()
-    frame = page.frame_locator("iframe.bertviz-frame")
+    frame.locator("svg text:text-is('tom')").first.wait_for(timeout=180_000)
     views = frame.locator("div[id^='bertviz-'] #vis svg")
     views.first.wait_for(timeout=180_000)
     frame.locator("div[id^='bertviz-']").nth(1).locator("#vis svg").wait_for(timeout=60_000)
@@ -66,10 +80,5 @@ def test_browser_renders_both_views_offline_and_safely(page):
     head_text = frame.locator("div[id^='bertviz-']").first.locator("svg text").all_text_contents()
     assert "script" in head_text and "<" in head_text  # drawn as text, never as a tag
     assert frame.locator("img").count() == 0 and page.locator("#attention-views img").count() == 0
-    page.get_by_role("tab", name="Heatmap").click()
-    page.locator("#attention-heatmap img").wait_for(timeout=60_000)
-    page.get_by_role("tab", name="bertviz views").click()
-    page.wait_for_timeout(500)
-    screenshot(page, "attention")
     assert not dialogs, f"a script from the input ran: {dialogs}"
     assert page.blocked_requests == [], page.blocked_requests
