@@ -10,7 +10,9 @@ optionally, the tokens it generates next, so you can see what a new token attend
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from models.registry import CHAT, ENCODER, ModelRegistry
 from tabs.common import model_queue, user_errors
 
 AVERAGE = "average of heads"
+PNG_MAX_AGE_S = 900  # heatmap files are served (and downloaded) right after they are drawn
 AUTO_LAYERS = 6  # deeper models show this many evenly spaced layers in the bertviz views
 EXAMPLES = [
     ["encoder", "The cat sat on the mat because it was tired.", "", 0],
@@ -55,11 +58,12 @@ def adapter_for(registry: ModelRegistry, kind: str):
 
 
 def compute(registry: ModelRegistry, kind: str, text: str, text_b: str = "", new_tokens: int = 0,
-            chat_template: bool = False) -> attn.AttentionData:
+            chat_template: bool = False, max_tokens: int = attn.HEATMAP_LIMIT) -> attn.AttentionData:
     adapter = adapter_for(registry, kind)
     if kind == "decoder":
-        return attn.decoder_attention(adapter, text, new_tokens=new_tokens, chat_template=chat_template)
-    return attn.encoder_attention(adapter, text, text_b)
+        return attn.decoder_attention(adapter, text, new_tokens=new_tokens, max_tokens=max_tokens,
+                                      chat_template=chat_template)
+    return attn.encoder_attention(adapter, text, text_b, max_tokens=max_tokens)
 
 
 def view_layers(spec: str, n_layers: int) -> list[int]:
@@ -147,10 +151,20 @@ def analyze(registry: ModelRegistry, kind: str, text: str, text_b: str, new_toke
             gr.update(choices=queries, value=data.n_tokens - 1))
 
 
+def prune(folder: str, max_age_s: float = PNG_MAX_AGE_S) -> None:
+    """Delete heatmaps older than `max_age_s`: the folder stays small on a long-running server."""
+    cutoff = time.time() - max_age_s
+    for old in Path(folder).glob("*.png"):
+        with contextlib.suppress(OSError):  # another request may have removed it already
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+
+
 @user_errors
 def heatmap(data: attn.AttentionData | None, layer, head, folder: str):
     """(PNG for the image, the same file for the download button)."""
     data = require_data(data)
+    prune(folder)
     path = Path(folder) / f"attention-L{int(layer)}-{'avg' if head_choice(head) is None else f'H{head}'}-" \
                           f"{uuid.uuid4().hex[:8]}.png"
     try:
@@ -275,12 +289,18 @@ def build(registry: ModelRegistry, settings) -> None:
     def on_knock(data, spec):
         return knock(registry, data, spec)
 
-    def attention_data(text: str, text_b: str = "", model: str = "encoder", new_tokens: int = 0) -> dict:
-        """Attention of a text: {kind, model, layers, heads, tokens, attention[layer][head][query][key], ...}."""
+    def attention_data(text: str, text_b: str = "", model: str = "encoder", new_tokens: int = 0,
+                       max_tokens: int = attn.VIEW_LIMIT) -> dict:
+        """Attention of a text: {kind, model, layers, heads, tokens, attention[layer][head][query][key], ...}.
+
+        model: "encoder" or "decoder"; new_tokens: tokens the decoder generates first;
+        max_tokens: input limit (at most 256; the answer grows with layers x heads x tokens²).
+        """
         if model not in ("encoder", "decoder"):
             raise gr.Error('model must be "encoder" or "decoder".')
         try:
-            return compute(registry, model, text, text_b, int(new_tokens or 0)).to_dict()
+            return compute(registry, model, text, text_b, int(new_tokens or 0),
+                           max_tokens=max(2, min(int(max_tokens), attn.HEATMAP_LIMIT))).to_dict()
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
 

@@ -4,10 +4,29 @@ rendering both bertviz views with every non-local request blocked."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 from conftest import screenshot
 from gradio_client.exceptions import AppError
+
+
+def test_view_layers_and_heatmap_pruning(tmp_path):
+    from tabs.attention import prune, view_layers
+
+    assert view_layers("0-2, 5", 6) == [0, 1, 2, 5] and view_layers("", 6) == list(range(6))
+    assert view_layers("", 30) == [0, 6, 12, 17, 23, 29]
+    for bad in ("7", "a-b"):
+        with pytest.raises(ValueError):
+            view_layers(bad, 6)
+    old, new = tmp_path / "old.png", tmp_path / "new.png"
+    old.write_bytes(b"x")
+    new.write_bytes(b"x")
+    os.utime(old, (time.time() - 3600,) * 2)
+    prune(str(tmp_path), max_age_s=900)
+    assert not old.exists() and new.exists()
 
 
 def test_attention_api_returns_layers_heads_tokens(client):
@@ -25,6 +44,12 @@ def test_attention_api_decoder_with_generated_tokens(client):
     att = np.array(out["attention"])
     assert (out["layers"], out["heads"]) == (30, 9) and out["generated_start"] == len(out["tokens"]) - 2
     assert np.triu(att[0, 0], k=1).max() == 0.0
+
+
+def test_attention_api_limits_tokens(client):
+    out = client.predict("word " * 100, "", "encoder", 0, 16, api_name="/attention")
+    assert len(out["tokens"]) == 16 and "only the first 16" in out["notices"][0]
+    assert np.array(out["attention"]).shape == (6, 12, 16, 16)
 
 
 def test_attention_api_rejects_bad_input(client):
