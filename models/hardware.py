@@ -82,9 +82,10 @@ def explain(info: dict) -> str:
                      "much faster than fp32, not only smaller.")
     else:
         lines.append("No AVX-512/VNNI/AMX here: an int8 matmul has to widen values to 16-bit before "
-                     "multiplying, so it is roughly as fast as fp32 math. int8 still wins while "
+                     "multiplying, so it is roughly as fast as fp32 math. int8 can still win while "
                      "*decoding* one token at a time, because that step is limited by reading "
-                     "weights from memory, and int8 weights are 4x fewer bytes.")
+                     "weights from memory and int8 weights are 4x fewer bytes — when the cores are "
+                     "not busy with other work. Compare the measured speed-up with the noise floor.")
     if not flags.get("avx512_bf16") and not flags.get("amx_bf16"):
         lines.append("No native bf16 math: the int4 scheme runs its activations in bf16, which is "
                      "emulated, so a long prompt (prefill) is slower than fp32 even though each "

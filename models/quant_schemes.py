@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import ctypes
 import gc
+import hashlib
 import logging
 import os
 import time
@@ -162,8 +163,10 @@ def build_encoder_onnx(registry: ModelRegistry, progress: Progress):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     st = registry.sentence_encoder()
-    folder, tag = onnx_folder(registry), f"{os.getpid()}"
-    fp32_path, int8_path = folder / f"fp32-{tag}.onnx", folder / "model.int8.onnx"
+    # Named after the weights' location, so an override never reuses another model's export.
+    tag = hashlib.sha1(registry.resolve(ENCODER).location.encode()).hexdigest()[:12]
+    folder, pid = onnx_folder(registry), os.getpid()
+    fp32_path, int8_path = folder / f"fp32-{pid}.onnx", folder / f"{tag}.int8.onnx"
     sample = st.tokenizer(["an example sentence", "two"], padding=True, return_tensors="pt")
     progress(0.2, "exporting the encoder with torch.onnx")
     try:
@@ -177,7 +180,7 @@ def build_encoder_onnx(registry: ModelRegistry, progress: Progress):
                 dynamic_axes={n: {0: "batch", 1: "seq"} for n in
                               ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")})
         progress(0.6, "quantizing MatMul weights to int8 (onnxruntime)")
-        tmp = folder / f"int8-{tag}.onnx"
+        tmp = folder / f"int8-{pid}.onnx"
         # per_channel: cosine with fp32 0.993 instead of 0.966 per-tensor, same size.
         quantize_dynamic(str(fp32_path), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
         tmp.replace(int8_path)  # atomic: another process may be reading the previous file
