@@ -15,6 +15,7 @@ from models.attention import AttentionData
 from models.head_stats import METRICS, TYPE_COLORS, TYPE_LABELS, HeadStats, head_types
 
 MAX_LABELS = 96  # beyond this many tokens, only every k-th tick is labelled
+SHORT = {"previous": "prev", "self": "self", "first": "sink", "sep": "SEP", "broad": "broad", "mixed": "mixed"}
 
 
 def _plain(label: str) -> str:
@@ -80,7 +81,7 @@ def head_grid_html(stats: HeadStats) -> str:
             values = {m: float(stats.scores[m][layer, head]) for m in METRICS}
             detail = ", ".join(f"{m} {'n/a' if np.isnan(v) else f'{v:.2f}'}" for m, v in values.items())
             score = values["entropy"] if kind in ("broad", "mixed") else values[kind]
-            text = f"{kind[:4]} {score:.2f}"
+            text = f"{SHORT[kind]} {score:.2f}"
             cells.append(
                 f'<td style="background:{TYPE_COLORS[kind]}" '
                 f'title="{html.escape(f"layer {layer} head {head}: {TYPE_LABELS[kind]}; {detail}")}">'

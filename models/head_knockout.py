@@ -38,16 +38,16 @@ class KnockoutResult:
 
 
 def parse_heads(spec: str, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
-    """'2.3, 4.*' -> [(2, 3), (4, 0), (4, 1), ...]: layer.head pairs, `*` for every head of a layer."""
+    """'2.3, 4.*' -> [(2, 3), (4, 0), (4, 1), ...]: layer.head pairs; `*` or `all` for a whole layer."""
     heads: list[tuple[int, int]] = []
     for part in filter(None, (p.strip() for p in re.split(r"[,;\s]+", spec or ""))):
-        match = re.fullmatch(r"[Ll]?(\d+)\s*[.:/Hh]\s*(\d+|\*)", part)
+        match = re.fullmatch(r"[Ll]?(\d+)\s*[.:/Hh]\s*(\d+|\*|all)", part, re.IGNORECASE)
         if not match:
-            raise ValueError(f"{part!r} is not a head: write layer.head, e.g. 2.3, or 2.* for a whole layer.")
+            raise ValueError(f"{part!r} is not a head: write layer.head, e.g. 2.3, or 2.all for a whole layer.")
         layer = int(match.group(1))
         if layer >= n_layers:
             raise ValueError(f"Layer {layer} does not exist (layers 0-{n_layers - 1}).")
-        chosen = range(n_heads) if match.group(2) == "*" else [int(match.group(2))]
+        chosen = range(n_heads) if not match.group(2).isdigit() else [int(match.group(2))]
         for head in chosen:
             if head >= n_heads:
                 raise ValueError(f"Head {head} does not exist (heads 0-{n_heads - 1}).")

@@ -271,7 +271,7 @@ def build(registry: ModelRegistry, settings) -> None:
         with gr.Tab("Head knock-out"):
             with gr.Row():
                 ko_heads = gr.Textbox(label="Heads to switch off", value="0.0",
-                                      info="layer.head, comma separated; layer.* for a whole layer (e.g. 2.3, 4.*)")
+                                      info="layer.head, comma separated; layer.all for a whole layer (e.g. 2.3, 4.all)")
                 ko_button = gr.Button("Switch off and compare")
             ko_text = gr.Markdown()
             ko_table = gr.Dataframe(interactive=False)

@@ -138,7 +138,7 @@ def test_head_stats_on_the_model_find_sinks(pair, generated):
 
 def test_parse_heads():
     assert parse_heads("2.3, 0.1", 6, 12) == [(0, 1), (2, 3)]
-    assert parse_heads("L1H2; 4.*", 6, 3) == [(1, 2), (4, 0), (4, 1), (4, 2)]
+    assert parse_heads("L1H2; 4.*", 6, 3) == [(1, 2), (4, 0), (4, 1), (4, 2)] == parse_heads("1.2 4.all", 6, 3)
     for bad, message in [("7.0", "Layer 7"), ("1.12", "Head 12"), ("x", "not a head"), ("", "at least one")]:
         with pytest.raises(ValueError, match=message):
             parse_heads(bad, 6, 12)
