@@ -8,6 +8,7 @@ preview uses to colour chunk boundaries and overlaps.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -51,6 +52,11 @@ def make_splitter(chunk_size: int, chunk_overlap: int, unit: str = "tokens", tok
             return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(tokenizer, **kwargs)
         # The splitter measures every candidate piece: the Rust tokenizer directly is ~4x faster
         # than from_huggingface_tokenizer's tokenizer.tokenize (and doesn't warn about long texts).
+        # A copy without the padding/truncation sentence-transformers configures on it, which
+        # would make every piece look max_length long.
+        backend = copy.deepcopy(backend)
+        backend.no_padding()
+        backend.no_truncation()
         return RecursiveCharacterTextSplitter(
             length_function=lambda text: len(backend.encode(text, add_special_tokens=False).ids), **kwargs)
     return RecursiveCharacterTextSplitter(**kwargs)

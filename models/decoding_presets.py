@@ -6,27 +6,28 @@ from dataclasses import replace
 
 from models.decoding import BEAM, CONTRASTIVE, GREEDY, SAMPLING, DecodeConfig
 
-LOOP_PROMPT = "The best thing about living in a small town is that"
+LOOP_PROMPT = "The cat sat on the mat. The dog sat on the"  # greedy falls into a loop within 80 tokens
+STORY_PROMPT = "The best thing about living in a small town is that"
 
 # name -> (prompt, config, what to look for)
 PRESETS: dict[str, tuple[str, DecodeConfig, str]] = {
     "Greedy repetition loop": (
-        LOOP_PROMPT, DecodeConfig(strategy=GREEDY, chat_template=False, max_new_tokens=60),
+        LOOP_PROMPT, DecodeConfig(strategy=GREEDY, chat_template=False, max_new_tokens=80),
         "Greedy always takes the top token; once a phrase repeats, it stays the most likely: a loop."),
     "Repetition penalty breaks the loop": (
-        LOOP_PROMPT, DecodeConfig(strategy=GREEDY, chat_template=False, max_new_tokens=60,
+        LOOP_PROMPT, DecodeConfig(strategy=GREEDY, chat_template=False, max_new_tokens=80,
                                   repetition_penalty=1.3, no_repeat_ngram_size=3),
         "The penalty stage lowers tokens already used and the 3-gram ban removes repeats: open a step."),
     "High temperature gibberish": (
-        LOOP_PROMPT, DecodeConfig(strategy=SAMPLING, chat_template=False, temperature=2.0, top_k=0, top_p=1.0,
+        STORY_PROMPT, DecodeConfig(strategy=SAMPLING, chat_template=False, temperature=2.0, top_k=0, top_p=1.0,
                                   max_new_tokens=40, seed=7),
         "T = 2 flattens the distribution: rare tokens get real probability and the text falls apart."),
     "Top-p tames it": (
-        LOOP_PROMPT, DecodeConfig(strategy=SAMPLING, chat_template=False, temperature=2.0, top_k=0, top_p=0.3,
+        STORY_PROMPT, DecodeConfig(strategy=SAMPLING, chat_template=False, temperature=2.0, top_k=0, top_p=0.3,
                                   max_new_tokens=40, seed=7),
         "Same T = 2 and seed, but top-p 0.3 cuts the long tail: same draws, sensible tokens."),
     "Min-p at high temperature": (
-        LOOP_PROMPT, DecodeConfig(strategy=SAMPLING, chat_template=False, temperature=2.0, top_k=0, min_p=0.1,
+        STORY_PROMPT, DecodeConfig(strategy=SAMPLING, chat_template=False, temperature=2.0, top_k=0, min_p=0.1,
                                   max_new_tokens=40, seed=7),
         "Min-p keeps tokens with at least 10% of the top token's probability: it scales with confidence."),
     "Beam search": (
@@ -35,7 +36,7 @@ PRESETS: dict[str, tuple[str, DecodeConfig, str]] = {
         "Four hypotheses are kept at every step; the Beams table shows the finalists and their log-probs."),
     "Contrastive search": (
         LOOP_PROMPT, DecodeConfig(strategy=CONTRASTIVE, chat_template=False, penalty_alpha=0.6, contrastive_k=4,
-                                  max_new_tokens=40),
+                                  max_new_tokens=80),
         "Candidates whose hidden state repeats the context are penalized: compare with the greedy loop."),
 }
 

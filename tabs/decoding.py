@@ -181,7 +181,7 @@ def build(registry: ModelRegistry, settings) -> None:
                 ngram = gr.Slider(0, 6, value=d.no_repeat_ngram_size, step=1, label="No-repeat n-gram size (0 = off)")
                 max_new = gr.Slider(1, 200, value=d.max_new_tokens, step=1, label="Max new tokens",
                                     elem_id="decoding-max-new")
-                seed = gr.Number(value=d.seed, precision=0, label="Seed")
+                seed = gr.Number(value=d.seed, precision=0, label="Seed", elem_id="decoding-seed")
             with gr.Accordion("Beam search", open=False):
                 beams = gr.Slider(1, 8, value=d.num_beams, step=1, label="Beams")
                 length_penalty = gr.Slider(-2, 2, value=d.length_penalty, step=0.1, label="Length penalty")
@@ -201,7 +201,8 @@ def build(registry: ModelRegistry, settings) -> None:
                     step_pick = gr.Dropdown(choices=[], label="Step", interactive=True)
                     summary = gr.Markdown(elem_id="decoding-summary")
                     strip = gr.Plot(label="The random draw on the final distribution", format="png")
-                    stages = gr.Dataframe(label="Pipeline stages (in generate()'s order)", interactive=False)
+                    stages = gr.Dataframe(label="Pipeline stages, in generate()'s order: penalties, then (sampling "
+                                         "only) temperature, top-k, top-p, min-p, typical-p", interactive=False)
                     candidates = gr.Dataframe(label="Top candidates: probability after each stage",
                                               interactive=False)
                     contrast = gr.Dataframe(label="Contrastive candidates", interactive=False, visible=False)
@@ -244,12 +245,13 @@ def build(registry: ModelRegistry, settings) -> None:
     prompt.submit(decode_ui, [prompt, *controls], decode_outputs, api_name="decoding_generate_submit", **queue)
     step_pick.input(show_step, [steps_state, step_pick, strategy], inspector, api_name="decoding_step")
     output.select(select_token, [steps_state, strategy], [step_pick, *inspector], api_name="decoding_select_token")
-    gr.on([chart_btn.click, temperature.release, top_p.release], chart_ui, [prompt, chat, temperature, top_p],
-          chart, api_name="decoding_temperature_chart", **queue)
+    gr.on([chart_btn.click, generate.click, temperature.release, top_p.release], chart_ui,
+          [prompt, chat, temperature, top_p], chart, api_name="decoding_temperature_chart", **queue)
     compare_btn.click(compare_ui, [prompt, picks, *controls], [*compare_out, compare_notes],
                       api_name="decoding_compare", **queue)
     preset.input(apply_preset, preset, [prompt, *controls, preset_hint], api_name="decoding_preset").success(
-        decode_ui, [prompt, *controls], decode_outputs, api_name="decoding_preset_generate", **queue)
+        decode_ui, [prompt, *controls], decode_outputs, api_name="decoding_preset_generate", **queue).success(
+        chart_ui, [prompt, chat, temperature, top_p], chart, api_name="decoding_preset_chart", **queue)
 
     def decode(prompt: str, strategy: str = SAMPLING, temperature: float = 1.0, top_k: int = 50,
                top_p: float = 1.0, min_p: float = 0.0, typical_p: float = 1.0, repetition_penalty: float = 1.0,

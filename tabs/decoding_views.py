@@ -49,8 +49,9 @@ def step_summary(step: Step, strategy: str) -> str:
              f"{first.chosen_rank}). Entropy went from {first.entropy_bits:.2f} to {last.entropy_bits:.2f} bits; "
              f"{last.surviving:,} of {first.surviving:,} tokens could still be picked."]
     if step.draw is not None:
-        lines.append(f"The sampler drew **u = {step.draw:.4f}** (fixed by the seed): walking the final "
-                     "distribution from the most likely token, the token whose segment contains u wins.")
+        lines.append(f"The sampler drew **u = {step.draw:.4f}**: walking the final distribution from the most "
+                     "likely token, the token whose segment contains u wins. The seed fixes u at every step "
+                     "whatever the settings: change temperature or top-p and see where the same draw lands.")
     elif step.contrastive:
         lines.append("Contrastive search picked the candidate with the best score = (1−α)·p(v) − α·max cos sim.")
     else:
@@ -75,11 +76,10 @@ def strip_figure(step: Step) -> Figure:
         if 1 - left > 0.06:
             ax.text(left + (1 - left) / 2, 0, "other tokens", ha="center", va="center", fontsize=8)
     if step.draw is not None:
-        ax.axvline(step.draw, color="black", linewidth=2.5)
-        ax.annotate(f"u = {step.draw:.3f} → {show_token(step.token)}", (step.draw, 0.42), ha="center",
-                    fontsize=9, annotation_clip=False)
+        ax.axvline(step.draw, ymax=0.8, color="black", linewidth=2.5)
+        ax.text(step.draw, 0.62, f"u = {step.draw:.3f} → {show_token(step.token)}", ha="center", fontsize=9)
     ax.set_xlim(0, 1)
-    ax.set_ylim(-0.5, 0.6)
+    ax.set_ylim(-0.5, 0.8)
     ax.set_yticks([])
     ax.set_xlabel("cumulative probability of the final distribution (tokens sorted by probability)")
     return fig

@@ -207,3 +207,17 @@ def test_snippet_is_valid_python_with_the_settings():
         assert part in code
     beam, _ = normalize(DecodeConfig(strategy=BEAM, num_beams=4, num_return_sequences=2))
     assert "num_beams=4" in python_snippet("x", beam) and "sequences_scores" in python_snippet("x", beam)
+
+
+def test_presets_show_their_effects(lm):
+    from models.decoding_presets import PRESETS
+
+    def ngrams(ids, n):
+        return [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+
+    prompt, cfg, _ = PRESETS["Greedy repetition loop"]
+    loop = [s.token_id for s in stream_steps(lm, prompt, normalize(cfg)[0])]
+    assert len(set(ngrams(loop, 8))) < len(ngrams(loop, 8))  # some 8-token run comes back
+    prompt, cfg, _ = PRESETS["Repetition penalty breaks the loop"]
+    fixed = [s.token_id for s in stream_steps(lm, prompt, normalize(cfg)[0])]
+    assert len(set(ngrams(fixed, 3))) == len(ngrams(fixed, 3)) and fixed[:len(loop)] != loop

@@ -1,0 +1,96 @@
+"""The Decoding playground inside the running app: the API endpoints and a real browser run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import screenshot
+from gradio_client.exceptions import AppError
+
+from models.decoding import encode_prompt
+
+PROMPT = "The three primary colours are"
+SCREENSHOT = Path(__file__).parent.parent / "assets" / "screenshots" / "decoding.png"
+# strategy, temperature, top_k, top_p, min_p, typical_p, repetition_penalty, no_repeat_ngram_size,
+# max_new_tokens, seed, num_beams, length_penalty, num_return_sequences, penalty_alpha, contrastive_k, chat
+SAMPLING_VALUES = ["sampling", 0.8, 50, 0.9, 0.0, 1.0, 1.0, 0, 5, 3, 4, 1.0, 1, 0.6, 4, False]
+
+
+def test_decode_endpoint_greedy_equals_generate(client, registry):
+    text = client.predict(PROMPT, strategy="greedy", max_new_tokens=6, chat_template=False, api_name="/decode")
+    lm = registry.chat_model()
+    ids = encode_prompt(lm.tokenizer, PROMPT, False)
+    with torch.inference_mode():
+        ref = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                max_new_tokens=6, pad_token_id=lm.tokenizer.eos_token_id)
+    assert text == lm.tokenizer.decode(ref[0, ids.shape[1]:])
+    # temperature 0 is explained and mapped to greedy, not an error
+    assert client.predict(PROMPT, strategy="sampling", temperature=0.0, max_new_tokens=6, chat_template=False,
+                          api_name="/decode") == text
+
+
+def test_decode_endpoint_same_seed_same_text(client):
+    kwargs = dict(strategy="sampling", temperature=1.3, top_k=0, max_new_tokens=6, seed=21, chat_template=False,
+                  api_name="/decode")
+    assert client.predict(PROMPT, **kwargs) == client.predict(PROMPT, **kwargs)
+
+
+def test_generate_listener_fills_the_inspector(client):
+    out = client.predict(PROMPT, *SAMPLING_VALUES, api_name="/decoding_generate")
+    tokens, notes, status, state, picker, beams, code, summary, stages, candidates, strip, contrast = (
+        out if len(out) == 12 else (*out[:3], None, *out[3:]))
+    assert 1 <= len(tokens) <= 5 and all(t["class_or_confidence"] for t in tokens)
+    assert "tokens in" in status
+    assert "do_sample=True" in code and "top_p=0.9" in code
+    assert summary.startswith("**Step 1**") and "u =" in summary
+    names = [row[0] for row in stages["data"]]
+    assert names == ["raw softmax", "temperature 0.8", "top-k 50", "top-p 0.9"]
+    assert stages["data"][2][1] == 50  # top-k leaves 50 tokens
+    assert sum(row[0] == "▶" for row in candidates["data"]) == 1
+    assert strip["type"] == "matplotlib"
+
+
+def test_empty_prompt_is_a_clear_error(client):
+    with pytest.raises(AppError, match="Type a prompt"):
+        client.predict("   ", *SAMPLING_VALUES, api_name="/decoding_generate")
+    with pytest.raises(AppError, match="between 2 and 4"):
+        client.predict(PROMPT, ["Greedy"], *SAMPLING_VALUES, api_name="/decoding_compare")
+
+
+def test_compare_and_preset_and_chart(client):
+    out = client.predict(PROMPT, ["Greedy", "Beam search (4 beams)"], *SAMPLING_VALUES, api_name="/decoding_compare")
+    first, second = out[0], out[1]
+    assert first["label"] == "Greedy" and first["value"] and second["label"].startswith("Beam")
+    assert out[2]["visible"] is False
+    preset = client.predict("Top-p tames it", api_name="/decoding_preset")
+    assert preset[0].startswith("The best thing") and preset[1] == "sampling" and preset[4] == 0.3
+    chart = client.predict(PROMPT, False, 0.7, 0.9, api_name="/decoding_temperature_chart")
+    assert chart["type"] == "matplotlib"
+
+
+@pytest.mark.browser
+def test_browser_slider_generate_open_step(page):
+    page.get_by_role("tab", name="Decoding playground").click()
+    page.locator("#decoding-max-new input[type=number]").fill("16")
+    page.locator("#decoding-max-new input[type=number]").press("Enter")
+    page.locator("#decoding-seed input").fill("3")
+    slider = page.locator("#decoding-temperature input[type=range]")
+    slider.focus()
+    for _ in range(4):  # move the slider with the keyboard: 1.0 -> 0.8
+        slider.press("ArrowLeft")
+    assert page.locator("#decoding-temperature input[type=number]").input_value() == "0.8"
+    page.locator("#decoding-generate").click()
+    page.wait_for_selector("#decoding-status :text('tokens in')", timeout=120_000)
+    tokens = page.locator("#decoding-output .token")
+    assert tokens.count() >= 2
+    tokens.nth(2).click()
+    page.wait_for_selector("#decoding-summary :text('Step 3')", timeout=60_000)
+    assert "temperature 0.8" in page.locator("body").inner_text()
+    page.wait_for_timeout(500)  # let the strip chart image paint before the screenshot
+    path = screenshot(page, "decoding")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SCREENSHOT)
+    assert not page.blocked_requests, page.blocked_requests
