@@ -15,6 +15,7 @@ from models.registry import CHAT, ENCODER, ModelRegistry
 
 MB = 1e6
 MAX_NEW_TOKENS = 64
+MAX_PROMPT_CHARS = 2000  # a comparison runs every model several times: keep it seconds, not minutes
 PARTS = ("embeddings", "linear layers", "lm_head", "norms & other")
 
 
@@ -23,6 +24,9 @@ def _check(model_key: str, prompt: str, max_new: int) -> None:
         raise ValueError(f"Choose the model: {CHAT!r} or {ENCODER!r}.")
     if not prompt or not prompt.strip():
         raise ValueError("Type a prompt first.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"The prompt is {len(prompt)} characters; keep it under {MAX_PROMPT_CHARS} "
+                         "so the comparison stays quick.")
     if not 1 <= int(max_new) <= MAX_NEW_TOKENS:
         raise ValueError(f"New tokens must be between 1 and {MAX_NEW_TOKENS}.")
 

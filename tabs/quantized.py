@@ -53,6 +53,9 @@ def source_note(registry, model_key: str) -> str:
 def _check(prompt: str) -> str:
     if not prompt or not prompt.strip():
         raise gr.Error("Type a prompt first.")
+    if len(prompt) > report.MAX_PROMPT_CHARS:
+        raise gr.Error(f"The prompt is {len(prompt)} characters; keep it under {report.MAX_PROMPT_CHARS} "
+                       "so the comparison stays quick.")
     return prompt.strip()
 
 

@@ -36,6 +36,8 @@ def test_quant_compare_returns_the_cost_table(client):
 def test_empty_prompt_is_a_clear_error(client):
     with pytest.raises(AppError, match="Type a prompt first"):
         client.predict(CHAT, "   ", 4, api_name="/quant_compare")
+    with pytest.raises(AppError, match="keep it under"):
+        client.predict(CHAT, "word " * 1000, 4, api_name="/quant_compare")
     with pytest.raises(AppError, match="Unknown scheme"):
         client.predict(CHAT, "onnx-int8", "hello", 4, api_name="/quant_stream")
 

@@ -90,3 +90,18 @@ def test_first_divergence():
     assert run.first_divergence([1, 2, 3], [1, 2, 3]) is None
     assert run.first_divergence([1, 2, 3], [1, 5, 3]) == 1
     assert run.first_divergence([1, 2], [1, 2, 3]) == 2
+
+
+def test_charts_follow_the_table_order_without_a_model():
+    import pandas as pd
+
+    from tabs.quantized import charts
+
+    table = pd.DataFrame([{"scheme": "fp32 (full)", "size (MB)": 538.2, "tokens/s": 20.0, "TTFT (ms)": 90.0},
+                          {"scheme": "int8", "size (MB)": 251.5, "tokens/s": "", "TTFT (ms)": 60.0}])
+    size, speed, ttft = charts(table)
+    assert size.value["data"] == [["fp32 (full)", 538.2], ["int8", 251.5]]
+    assert size.sort == ["fp32 (full)", "int8"]  # table order, not alphabetical
+    assert speed.value["data"] == [["fp32 (full)", 20.0]]  # a blank cell is left out, not drawn as 0
+    assert ttft.value["data"][1] == ["int8", 60.0]
+    assert charts(pd.DataFrame()) == (None, None, None)
