@@ -1,0 +1,43 @@
+"""A real browser (Debian chromium) uploads a document, asks about it and sees a cited answer."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import screenshot
+
+pytestmark = pytest.mark.browser
+
+FACT = ("Field notes from the Zanzibar reserve.\n\n"
+        "The purple giraffe of Zanzibar guards the vault code 7731. "
+        "Keepers feed it acacia leaves every morning at dawn.\n")
+
+
+def test_upload_ask_and_see_a_cited_answer(page, tmp_path):
+    path = tmp_path / "giraffe-notes.txt"
+    path.write_text(FACT)
+    page.get_by_role("tab", name="Chat with your documents").click()
+    page.locator("#rag-files input[type=file]").set_input_files(str(path))
+    page.wait_for_function(
+        "() => /giraffe-notes/.test(document.querySelector('#rag-files').innerText)", timeout=30_000)
+    page.locator("#rag-ingest").click()
+    page.wait_for_function(
+        "() => /1 of 1 file\\(s\\) indexed/.test(document.querySelector('#rag-status').innerText)",
+        timeout=180_000)
+
+    page.locator("#rag-question textarea").fill("What code does the purple giraffe guard?")
+    page.locator("#rag-ask").click()
+    page.wait_for_function(
+        "() => /giraffe-notes\\.txt/.test((document.querySelector('#rag-sources') || {}).innerText || '')",
+        timeout=240_000)
+    chat = page.locator("#rag-chat").inner_text()
+    assert "7731" in chat
+    assert any(f"[{n}]" in chat for n in range(1, 5)), chat
+    sources = page.locator("#rag-sources")
+    assert sources.locator("mark").count() >= 1  # the matching sentence is highlighted
+    assert "Standalone question" in page.locator("#rag-standalone").inner_text()
+    path = screenshot(page, "rag")
+    assert path.stat().st_size > 10_000
+    shutil.copy(path, path.parents[1].parent / "assets" / "screenshots" / "rag.png")
+    assert page.blocked_requests == [], "the page tried to reach another host"
