@@ -26,8 +26,28 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ROUNDS = 3
-# Two different 62-word texts: each click must really re-render (62 words + [CLS] + [SEP] = 64 tokens).
-TEXTS = [" ".join(["cat"] * 31 + ["dog"] * 31), " ".join(["sun"] * 31 + ["sea"] * 31)]
+# Two different paragraphs, each cut to 64 tokens with [CLS] and [SEP] (see `sixty_four`), so
+# that each click really re-renders. Natural text: a repeated word would spread attention
+# evenly over its copies and draw far more lines than any real sentence.
+PARAGRAPHS = [
+    "Transformers read a sentence all at once. Every token builds a query, a key and a value; "
+    "the query of one token is compared with the keys of all the others, and the softmax of "
+    "those scores decides how much of each value flows into the token's new representation. "
+    "Stacking many such layers lets the model mix information across the whole input quickly.",
+    "Rivers carry water from the mountains to the sea, shaping valleys along the way. In spring "
+    "the snow melts and the current grows strong; in late summer the same river may shrink to a "
+    "thin stream between dry stones, waiting for the autumn rain to return and fill it again "
+    "before the first frost settles over the quiet fields and the villages nearby.",
+]
+TEXTS: list[str] = []
+
+
+def sixty_four(tokenizer, paragraph: str) -> str:
+    """The paragraph cut so the encoder sees exactly 64 tokens ([CLS] + 62 + [SEP])."""
+    ids = tokenizer(paragraph, add_special_tokens=False)["input_ids"][:62]
+    text = tokenizer.decode(ids)
+    assert len(tokenizer(text)["input_ids"]) == 64, text
+    return text
 
 
 def _settings():
@@ -120,7 +140,7 @@ def browser_seconds(settings, registry) -> float | None:
             times = []
             for i in range(ROUNDS + 1):
                 page.locator("#attention-text textarea").fill(TEXTS[i % 2])
-                marker = TEXTS[i % 2].split()[0]
+                marker = TEXTS[i % 2].split()[0]  # "transformers" / "rivers": the first word differs
                 start = time.perf_counter()
                 page.locator("#attention-show").click()
                 frame = page.frame_locator("iframe.bertviz-frame")
@@ -141,8 +161,9 @@ def main() -> dict:
 
     settings = _settings()
     registry = ModelRegistry(settings)
-    registry.encoder_with_attention()
+    tokenizer = registry.encoder_with_attention().tokenizer
     registry.chat_model(attn_implementation="eager")
+    TEXTS[:] = [sixty_four(tokenizer, p) for p in PARAGRAPHS]
     figures = server_figures(registry)
     figures["iframe_render_s"] = iframe_render_seconds(registry)
     figures["click_to_rendered_s"] = browser_seconds(settings, registry)

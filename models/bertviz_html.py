@@ -6,9 +6,10 @@ and embeds the attention as a JSON literal inside a `<script>`. Here:
   assets/vendor/ are inlined and registered as AMD modules, so nothing is fetched;
 - both views read one shared copy of the attention (integers in thousandths), instead of
   each embedding its own floats: a 64-token MiniLM page stays well under 2 MB;
-- lines for weights under 2% are not created (bertviz draws each line with opacity = its
-  weight, so they are invisible anyway): a 64-token model view drops from ~300k SVG lines to
-  a fraction, which is most of the time the browser spends drawing;
+- lines for weights under 2% (5% in the model view's thumbnails) are not created: bertviz
+  draws each line with opacity = its weight, so they are all but invisible, and a 64-token
+  model view drops from ~300k SVG lines to a few percent of that, which is most of the time
+  the browser spends drawing;
 - `<`, `>` and `&` inside the JSON are written as \\u escapes, so a token such as
   `</script><img onerror=...>` stays a string (bertviz then draws it with d3 `.text()`);
 - the document goes into `srcdoc` HTML-escaped, with `sandbox="allow-scripts"`: its scripts
@@ -39,6 +40,7 @@ SLICES = {None: ("all", "all"), "All": ("all", "all"),
           "Sentence A -> Sentence B": ("a", "b"), "Sentence B -> Sentence A": ("b", "a")}
 
 MIN_DRAWN = 0.02  # attention lines below this weight are not drawn (2% opacity: invisible)
+MIN_THUMB = 0.05  # the same in the model view's small thumbnails, where faint lines vanish anyway
 # Exact edits of bertviz 1.4.1's scripts: (old, new, expected count). Line data become only
 # the weights >= MIN_DRAWN, as Number objects that carry their column in `.i`.
 ROW_DATA = """.data(function (d) { // Loop over all target tokens
@@ -49,17 +51,21 @@ PATCHES = {
               '.selectAll("line")\n            .data(genaiLabSparse)', 1),
              ("(d, rightTokenIndex) => TEXT_TOP + rightTokenIndex * BOXHEIGHT", "(d) => TEXT_TOP + d.i * BOXHEIGHT", 1),
              ('.attr("right-token-index", (d, i) => i)', '.attr("right-token-index", (d) => d.i)', 1)],
-    "model": [(ROW_DATA, ".data(genaiLabSparse)", 2), ("(targetIndex + .5)", "(d.i + .5)", 2)],
+    # first occurrence: the 7-pixel-high thumbnails; second: the enlarged head on click
+    "model": [(ROW_DATA, [".data(genaiLabThumb)", ".data(genaiLabSparse)"], 2),
+              ("(targetIndex + .5)", "(d.i + .5)", 2)],
 }
 
-PRELUDE_JS = f"var GENAI_SCALE = {SCALE}, GENAI_MIN = {MIN_DRAWN};" + """
-function genaiLabSparse(row) {
+PRELUDE_JS = f"var GENAI_SCALE = {SCALE}, GENAI_MIN = {MIN_DRAWN}, GENAI_MIN_THUMB = {MIN_THUMB};" + """
+function genaiLabKeep(row, min) {
   var out = [];
   for (var i = 0; i < row.length; i++) {
-    if (row[i] >= GENAI_MIN) { var v = new Number(row[i]); v.i = i; out.push(v); }
+    if (row[i] >= min) { var v = new Number(row[i]); v.i = i; out.push(v); }
   }
   return out;
 }
+function genaiLabSparse(row) { return genaiLabKeep(row, GENAI_MIN); }
+function genaiLabThumb(row) { return genaiLabKeep(row, GENAI_MIN_THUMB); }
 define('d3', [], function () { return window.d3; });
 define('jquery', [], function () { return window.jQuery; });
 function genaiLabParams(meta) {
@@ -112,7 +118,8 @@ def _patch(js: str, kind: str) -> str:
     for old, new, count in PATCHES[kind]:
         if js.count(old) != count:
             raise RuntimeError(f"bertviz output changed: cannot apply the sparse-lines edit {old!r}")
-        js = js.replace(old, new)
+        for replacement in new if isinstance(new, list) else [new] * count:
+            js = js.replace(old, replacement, 1)  # occurrences in order
     return js
 
 
