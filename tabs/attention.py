@@ -30,6 +30,7 @@ from models.registry import CHAT, ENCODER, ModelRegistry
 from tabs.common import model_queue, user_errors
 
 AVERAGE = "average of heads"
+VIEWS_TAB, HEATMAP_TAB = "bertviz views", "Heatmap"
 PNG_MAX_AGE_S = 900  # heatmap files are served (and downloaded) right after they are drawn
 AUTO_LAYERS = 6  # deeper models show this many evenly spaced layers in the bertviz views
 EXAMPLES = [
@@ -249,10 +250,11 @@ def build(registry: ModelRegistry, settings) -> None:
             status = gr.Markdown(elem_id="attention-status")
             gr.Markdown(HOW_TO_READ)
     gr.Examples(EXAMPLES, inputs=[kind, text, text_b, new_tokens], label="Examples")
-    with gr.Tabs():
-        with gr.Tab("bertviz views", render_children=True):  # stay mounted: no re-render on switching back
+    active_tab = gr.State(VIEWS_TAB)  # the heatmap is drawn only while its tab is open
+    with gr.Tabs() as sub_tabs:
+        with gr.Tab(VIEWS_TAB, render_children=True):  # stay mounted: no re-render on switching back
             views = gr.HTML(elem_id="attention-views")
-        with gr.Tab("Heatmap"):
+        with gr.Tab(HEATMAP_TAB):
             with gr.Row():
                 hm_layer = gr.Dropdown([0], value=0, label="Layer")
                 hm_head = gr.Dropdown([AVERAGE], value=AVERAGE, label="Head")
@@ -317,7 +319,20 @@ def build(registry: ModelRegistry, settings) -> None:
     shown = show.click(on_show, [kind, text, text_b, new_tokens, chat_template, layers_spec],
                        [data_state, status, views, grid, table, *pickers], api_name="attention_views",
                        **model_queue(settings))
-    shown.success(on_heatmap, [data_state, hm_layer, hm_head], [hm_image, download], api_name="attention_heatmap_after")
+    def on_heatmap_if_open(data, layer, head, active):
+        if active != HEATMAP_TAB:  # drawn when the tab is opened: no CPU taken from the views now
+            return None, gr.update(value=None, interactive=False)
+        return heatmap(data, layer, head, folder)
+
+    def on_tab(data, layer, head, image, evt: gr.SelectData):
+        if evt.value == HEATMAP_TAB and data is not None and not image:  # not drawn yet for this input
+            return evt.value, *heatmap(data, layer, head, folder)
+        return evt.value, gr.skip(), gr.skip()
+
+    shown.success(on_heatmap_if_open, [data_state, hm_layer, hm_head, active_tab], [hm_image, download],
+                  api_name="attention_heatmap_after")
+    sub_tabs.select(on_tab, [data_state, hm_layer, hm_head, hm_image], [active_tab, hm_image, download],
+                    api_name="attention_tab")
     gr.on([hm_layer.input, hm_head.input], on_heatmap, [data_state, hm_layer, hm_head], [hm_image, download],
           api_name="attention_heatmap")
     wt_button.click(on_walk, [data_state, wt_layer, wt_head, wt_query], [wt_text, wt_table],
