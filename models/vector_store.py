@@ -151,7 +151,11 @@ class DocumentStore:
         collection = self._open(name, {"last_seen": now})
         if now - self._seen.get(name, 0.0) > _TOUCH_EVERY_S:
             self._seen[name] = now
-            collection.modify(metadata={"last_seen": now})
+            try:
+                collection.modify(metadata={"last_seen": now})
+            except Exception:  # removed behind our back (another app process swept it): reopen
+                self._handles.pop(name, None)
+                collection = self._open(name, {"last_seen": now})
         return collection
 
     def drop_session(self, session_id: str) -> bool:
