@@ -14,7 +14,12 @@ import gradio as gr
 
 from config import Settings
 from models.registry import ModelRegistry
-from tabs import attention, decoding, qna, quantized, rag
+
+# transformers imports torchao when installed; torchao then warns that its CUDA kernels are
+# missing, which is expected on a CPU machine and would only alarm a reader of the log.
+logging.getLogger("torchao").setLevel(logging.ERROR)
+
+from tabs import attention, decoding, qna, quantized, rag  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
 # (tab title, module with build(registry, settings)), in the order a lesson goes.

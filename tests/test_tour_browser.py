@@ -55,7 +55,7 @@ def test_tour_of_all_five_tabs_offline(page):
 
     open_tab(page, "Quantized vs full")
     page.locator("#quant-run").click()
-    wait_text(page, "#quant-table", "int8", timeout=2 * LONG)
+    wait_text(page, "#quant-table", "fp32 again \\(noise floor\\)", timeout=2 * LONG)
     screenshot(page, "tour-quantized")
 
     assert page.blocked_requests == [], f"requests to other hosts: {page.blocked_requests[:5]}"
