@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 from conftest import screenshot
@@ -14,7 +15,16 @@ FACT = ("Field notes from the Zanzibar reserve.\n\n"
         "Keepers feed it acacia leaves every morning at dawn.\n")
 
 
-def test_upload_ask_and_see_a_cited_answer(page, tmp_path):
+def session_collections_holding(settings, source: str) -> list[str]:
+    """Names of session collections (in the app's embedded store) holding chunks of `source`."""
+    from models.vector_store import SESSION_PREFIX, make_client
+
+    client = make_client(settings)
+    return [c.name for c in client.list_collections() if c.name.startswith(SESSION_PREFIX)
+            and client.get_collection(c.name).get(where={"source": source}, limit=1, include=[])["ids"]]
+
+
+def test_upload_ask_and_see_a_cited_answer(page, tmp_path, settings):
     path = tmp_path / "giraffe-notes.txt"
     path.write_text(FACT)
     page.get_by_role("tab", name="Chat with your documents").click()
@@ -41,3 +51,11 @@ def test_upload_ask_and_see_a_cited_answer(page, tmp_path):
     assert path.stat().st_size > 10_000
     shutil.copy(path, path.parents[1].parent / "assets" / "screenshots" / "rag.png")
     assert page.blocked_requests == [], "the page tried to reach another host"
+
+    # Closing the tab ends the session: its collection is deleted (demo.unload).
+    assert len(session_collections_holding(settings, "giraffe-notes.txt")) == 1
+    page.context.close()
+    deadline = time.time() + 60
+    while session_collections_holding(settings, "giraffe-notes.txt") and time.time() < deadline:
+        time.sleep(1)
+    assert session_collections_holding(settings, "giraffe-notes.txt") == []
