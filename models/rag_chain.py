@@ -123,12 +123,14 @@ def needs_rewrite(history: list[dict], question: str) -> bool:
     return bool(history) and (bool(_FOLLOW_UP.search(question)) or len(question.split()) < 4)
 
 
-def _clean_rewrite(text: str, question: str) -> str | None:
-    """The model's rewrite if it is a plausible question about the same thing, else None."""
+def _clean_rewrite(text: str, question: str, history_text: str) -> str | None:
+    """The model's rewrite if it is a plausible standalone question, else None: it keeps the
+    follow-up's own content words and brings in at least one from the conversation."""
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     line = re.sub(r"^(standalone question|question)\s*:\s*", "", line, flags=re.IGNORECASE).strip(" \"'")
+    own, words = _content_words(question), _content_words(line)
     ok = (line.endswith("?") and len(line.split()) <= 2 * len(question.split()) + 15
-          and (_content_words(question) <= _content_words(line) or not _content_words(question)))
+          and own <= words and bool((words - own) & _content_words(history_text)))
     return line if ok else None
 
 
@@ -138,8 +140,9 @@ def rewrite_question(lm, history: list[dict], question: str, *, context_tokens: 
     if not needs_rewrite(history, question):
         return question, "already standalone" if history else "first question"
     chain = REWRITE_PROMPT | _complete(lm, 40, context_tokens) | RunnableLambda(
-        lambda text: _clean_rewrite(text, question))
-    rewritten = chain.invoke({"history": format_history(history), "question": question})
+        lambda text: _clean_rewrite(text, question, conversation))
+    conversation = format_history(history)
+    rewritten = chain.invoke({"history": conversation, "question": question})
     if rewritten:
         return rewritten, "rewritten by the model"
     previous = next((message_text(m["content"]) for m in reversed(history) if m["role"] == "user"), "")

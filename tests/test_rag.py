@@ -233,3 +233,12 @@ def test_sample_corpus_retrieval_quality(encoder):
     assert report.hit_at_k >= 0.85 and report.mrr >= 0.7
     hit_at_1 = sum(r["rank"] == 1 for r in report.rows) / len(report.rows)
     assert hit_at_1 <= report.hit_at_k and report.mrr >= hit_at_1
+
+
+def test_follow_up_is_rewritten_with_the_conversation(registry):
+    history = [{"role": "user", "content": "What is BERT?"},
+               {"role": "assistant", "content": "BERT is an encoder-only transformer model."}]
+    standalone, how = rag_chain.rewrite_question(registry.chat_model(), history, "How was it trained?")
+    assert "bert" in standalone.lower() and "trained" in standalone.lower(), (standalone, how)
+    assert rag_chain._clean_rewrite("How was it trained?", "How was it trained?", "User: What is BERT?") is None
+    assert rag_chain._clean_rewrite("How was BERT trained?", "How was it trained?", "User: What is BERT?")

@@ -112,3 +112,18 @@ def test_delete_and_reset(alice):
     assert note.startswith("Deleted") and [r[0] for r in rows(docs)] == ["fact.txt"]
     alice.predict(api_name="/rag_reset")
     assert rows(alice.predict(api_name="/rag_list")[0]) == []
+
+
+def test_chunk_preview_and_retrieval_evaluation(alice, files):
+    table, segments = alice.predict([handle_file(files["guide.pdf"]), handle_file(files["empty.txt"])],
+                                    32, 8, "characters", api_name="/rag_preview")
+    by_file = {r[0]: r for r in rows(table)}
+    assert by_file["guide.pdf"][1] >= 2 and by_file["guide.pdf"][3] <= 32
+    assert "empty" in by_file["empty.txt"][4]
+    labels = {s["class_or_confidence"] if isinstance(s, dict) else s[1]
+              for s in (segments["value"] if isinstance(segments, dict) and "value" in segments else segments)}
+    assert {"chunk A", "chunk B"} <= labels
+
+    summary, table = alice.predict(128, 16, "tokens", 4, api_name="/rag_eval")
+    assert "hit@4 = 1.00" in summary and "MRR@4" in summary
+    assert len(rows(table)) >= 20
