@@ -253,7 +253,7 @@ def temperature_sweep(lm, prompt: str, chat_template: bool, temperatures: list[f
     with torch.inference_mode():
         logits = lm.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
     order = torch.argsort(logits, descending=True, stable=True)
-    tokens = [show_token(lm.tokenizer.decode([int(i)])) for i in order[:n]]
+    tokens = [lm.tokenizer.decode([int(i)]) for i in order[:n]]
     probs, cut = {}, {}
     for t in temperatures:
         p = torch.softmax(logits / max(t, 1e-6), -1)[order]

@@ -30,9 +30,10 @@ from models.decoding_code import python_snippet
 from models.decoding_presets import COMPARE, CURRENT, PRESETS, compare_config
 from models.registry import ModelRegistry
 from tabs import decoding_views as views
-from tabs.common import model_queue, user_errors
+from tabs.common import escape, model_queue, user_errors
 
 MAX_COMPARE = 4
+MAX_PROMPT_CHARS = 4000
 CONFIG_FIELDS = [f.name for f in fields(DecodeConfig)]  # the order of the control values below
 
 
@@ -44,12 +45,15 @@ def _config(values) -> DecodeConfig:
 
 
 def _notes(notes: list[str]) -> str:
-    return "\n".join(f"ℹ️ {n}" for n in notes)
+    return "\n\n".join(f"ℹ️ {escape(n)}" for n in notes)  # a note may quote the user's input
 
 
 def _check_prompt(prompt: str) -> None:
     if not (prompt or "").strip():
         raise gr.Error("Type a prompt first: the model needs some text to continue.")
+    if len(prompt) > MAX_PROMPT_CHARS:  # ~1,000 tokens: every step re-reads the prompt through the cache
+        raise gr.Error(f"The prompt has {len(prompt):,} characters; the playground takes up to "
+                       f"{MAX_PROMPT_CHARS:,}. Decoding effects show best on a short prompt.")
 
 
 def _empty_inspector():
@@ -75,6 +79,7 @@ def run_decode(registry: ModelRegistry, prompt: str, *values):
     code = python_snippet(prompt, cfg)
     start = time.perf_counter()
     if cfg.strategy == BEAM:
+        yield (gr.skip(), _notes(notes), f"Running beam search with {cfg.num_beams} beams…", *[gr.skip()] * 9)
         result = beam_search(lm, prompt, cfg)
         best = result.beams[0]
         status = (f"Beam search with {cfg.num_beams} beams: {best.length} tokens in "

@@ -6,10 +6,18 @@ API, no pyplot state shared between requests) for gr.Plot.
 
 from __future__ import annotations
 
+from html import escape
+
 import pandas as pd
 from matplotlib.figure import Figure
 
 from models.decoding import BAND_COLORS, Step, probability_band, show_token
+
+
+def _plot_label(token: str) -> str:
+    """A token as matplotlib text: `$` would otherwise start math mode."""
+    return show_token(token).replace("$", r"\$")
+
 
 STAGE_COLUMNS = ["stage", "tokens left", "mass kept", "entropy (bits)", "p(chosen)", "rank of chosen"]
 
@@ -44,7 +52,7 @@ def contrastive_table(step: Step) -> pd.DataFrame:
 
 def step_summary(step: Step, strategy: str) -> str:
     first, last = step.stages[0], step.stages[-1]
-    lines = [f"**Step {step.index + 1}** chose `{show_token(step.token)}` (id {step.token_id}) with "
+    lines = [f"**Step {step.index + 1}** chose <code>{escape(show_token(step.token))}</code> (id {step.token_id}) with "
              f"p = {step.prob:.2%} in the final distribution (raw p = {first.chosen_prob:.2%}, rank "
              f"{first.chosen_rank}). Entropy went from {first.entropy_bits:.2f} to {last.entropy_bits:.2f} bits; "
              f"{last.surviving:,} of {first.surviving:,} tokens could still be picked."]
@@ -55,7 +63,7 @@ def step_summary(step: Step, strategy: str) -> str:
     elif step.contrastive:
         lines.append("Contrastive search picked the candidate with the best score = (1−α)·p(v) − α·max cos sim.")
     else:
-        lines.append(f"{strategy.capitalize()} decoding takes the most likely token of the final distribution.")
+        lines.append("Greedy decoding takes the most likely token of the final distribution.")
     return "\n\n".join(lines)
 
 
@@ -69,7 +77,7 @@ def strip_figure(step: Step) -> Figure:
         ax.barh(0, p, left=left, color=colors[i % len(colors)], edgecolor="black" if chosen else "white",
                 linewidth=2.5 if chosen else 0.8, hatch="//" if chosen else None)
         if p > 0.04:
-            ax.text(left + p / 2, 0, show_token(token)[:10], ha="center", va="center", fontsize=8, color="white")
+            ax.text(left + p / 2, 0, _plot_label(token)[:10], ha="center", va="center", fontsize=8, color="white")
         left += p
     if left < 0.999:
         ax.barh(0, 1 - left, left=left, color="#cfd8dc")
@@ -77,7 +85,7 @@ def strip_figure(step: Step) -> Figure:
             ax.text(left + (1 - left) / 2, 0, "other tokens", ha="center", va="center", fontsize=8)
     if step.draw is not None:
         ax.axvline(step.draw, ymax=0.8, color="black", linewidth=2.5)
-        ax.text(step.draw, 0.62, f"u = {step.draw:.3f} → {show_token(step.token)}", ha="center", fontsize=9)
+        ax.text(step.draw, 0.62, f"u = {step.draw:.3f} → {_plot_label(step.token)}", ha="center", fontsize=9)
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.5, 0.8)
     ax.set_yticks([])
@@ -92,11 +100,12 @@ def temperature_figure(sweep: dict, top_p: float) -> Figure:
     x = list(range(len(sweep["tokens"])))
     palette = ["#1e88e5", "#43a047", "#fb8c00", "#e53935", "#8e24aa", "#546e7a"]
     for (t, probs), color in zip(sweep["probs"].items(), palette, strict=False):
-        ax.plot(x, probs, marker="o", color=color, label=f"T = {t:g}")
         cut = sweep["cut"][t]
+        label = f"T = {t:g}" + (f": top-p keeps {cut:,} tokens" if cut is not None else "")
+        ax.plot(x, probs, marker="o", color=color, label=label)
         if cut is not None and cut <= len(x):
             ax.axvline(cut - 0.5, color=color, linestyle="--", alpha=0.7)
-    ax.set_xticks(x, sweep["tokens"], rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(x, [_plot_label(t) for t in sweep["tokens"]], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("probability")
     title = "Next token after the prompt"
     if top_p < 1:

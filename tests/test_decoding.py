@@ -221,3 +221,18 @@ def test_presets_show_their_effects(lm):
     prompt, cfg, _ = PRESETS["Repetition penalty breaks the loop"]
     fixed = [s.token_id for s in stream_steps(lm, prompt, normalize(cfg)[0])]
     assert len(set(ngrams(fixed, 3))) == len(ngrams(fixed, 3)) and fixed[:len(loop)] != loop
+
+
+def test_views_survive_hostile_tokens():
+    import io
+
+    from models.decoding import Candidate, Stage, Step
+    from tabs.decoding_views import step_summary, strip_figure, temperature_figure
+
+    step = Step(0, 5, "<script>$x`", 0.6, [Stage("raw softmax", 9, 1.0, 2.0, 0.6, 1)],
+                [Candidate(5, "<script>", [0.6], True)], 0.3, [(5, "$$", 0.6), (6, "$", 0.3)])
+    summary = step_summary(step, SAMPLING)
+    assert "<script>" not in summary and "&lt;script&gt;" in summary
+    for fig in (strip_figure(step), temperature_figure({"tokens": ["$", "$$x"], "probs": {1.0: [0.6, 0.4]},
+                                                        "cut": {1.0: 1}}, 0.5)):
+        fig.savefig(io.BytesIO(), format="png")  # '$' must not start matplotlib math mode

@@ -56,6 +56,8 @@ def test_generate_listener_fills_the_inspector(client):
 def test_empty_prompt_is_a_clear_error(client):
     with pytest.raises(AppError, match="Type a prompt"):
         client.predict("   ", *SAMPLING_VALUES, api_name="/decoding_generate")
+    with pytest.raises(AppError, match="up to 4,000"):
+        client.predict("word " * 20_000, api_name="/decode")
     with pytest.raises(AppError, match="between 2 and 4"):
         client.predict(PROMPT, ["Greedy"], *SAMPLING_VALUES, api_name="/decoding_compare")
 
