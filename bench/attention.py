@@ -3,11 +3,15 @@
 - click_to_rendered_s: in a real browser (Debian chromium, every non-local request
   blocked), from the click on "Show attention" to both bertviz views having drawn their SVG
   inside the iframe (goal <= 2 s); the median of a few clicks on alternating inputs;
+  click_to_head_view_s: the same to the head view, which is drawn first;
 - server_s: the handler alone (forward pass, statistics, bertviz HTML), same input, and its
   parts forward_s / views_html_s;
 - iframe_render_s: the views page alone, loaded into a blank browser page until the model
   view's last thumbnail exists (the browser's share of the click);
 - load_average_1min: the machine's load when measured (2 cores shared with other work);
+- torch_threads: as set by GENAI_LAB_TORCH_THREADS (0 = torch's default). On a CPU shared
+  with other busy processes, 1 thread was ~5x faster than 2 here (threads spin-wait on each
+  other): compare `GENAI_LAB_TORCH_THREADS=1 python -m bench.attention`;
 - payload_bytes: the iframe HTML for 64 tokens on all-MiniLM-L6-v2 (goal <= 2 MB), and the
   same for SmolLM2 (30 layers, 6 of them shown by default).
 Without chromium the browser figure is reported as None.
@@ -116,9 +120,10 @@ def iframe_render_seconds(registry) -> float | None:
     return statistics.median(times)
 
 
-def browser_seconds(settings, registry) -> float | None:
+def browser_seconds(settings, registry) -> tuple[float | None, float | None]:
+    """(click to the head view drawn, click to both views drawn), medians."""
     if not Path(CHROMIUM).exists():
-        return None
+        return None, None
     from playwright.sync_api import sync_playwright
 
     from app import build_demo
@@ -146,28 +151,34 @@ def browser_seconds(settings, registry) -> float | None:
                 frame = page.frame_locator("iframe.bertviz-frame")
                 # the new page's head view shows the new first word, then both SVGs are drawn
                 frame.locator(f"svg text:text-is('{marker}')").first.wait_for(timeout=120_000)
+                head = time.perf_counter() - start
                 # bertviz draws the model view in one synchronous pass: its last thumbnail is the end
                 frame.locator("[id='attn_background_5_11']").wait_for(timeout=120_000)
                 if i:  # round 0 warms the browser and the server
-                    times.append(time.perf_counter() - start)
+                    times.append((head, time.perf_counter() - start))
             browser.close()
     finally:
         demo.close()
-    return statistics.median(times)
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
 def main() -> dict:
+    import torch
+
     from models.registry import ModelRegistry
 
     settings = _settings()
+    if settings.torch_threads > 0:  # the same knob app.py's configure_torch applies
+        torch.set_num_threads(settings.torch_threads)
     registry = ModelRegistry(settings)
     tokenizer = registry.encoder_with_attention().tokenizer
     registry.chat_model(attn_implementation="eager")
     TEXTS[:] = [sixty_four(tokenizer, p) for p in PARAGRAPHS]
     figures = server_figures(registry)
     figures["iframe_render_s"] = iframe_render_seconds(registry)
-    figures["click_to_rendered_s"] = browser_seconds(settings, registry)
+    figures["click_to_head_view_s"], figures["click_to_rendered_s"] = browser_seconds(settings, registry)
     figures["load_average_1min"] = os.getloadavg()[0]
+    figures["torch_threads"] = torch.get_num_threads()
     figures["goal_click_to_rendered_s"] = 2.0
     figures["goal_payload_bytes"] = 2_000_000
     figures["payload_ratio_to_goal"] = figures["payload_bytes_minilm_64"] / 2_000_000

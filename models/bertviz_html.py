@@ -182,7 +182,10 @@ def views_document(attentions: np.ndarray, tokens: list[str], sentence_b_start: 
         body += [f"<h3>{html.escape(title)}</h3>", f'<p class="hint">{html.escape(hint)}</p>', markup]
     libs = "".join(script(vendored(lib)) for lib in LIBS)
     data = script("window.GENAI_ATTN = " + shared + ";" + PRELUDE_JS)
-    scripts = "".join(script(js) for *_, js in pieces)
+    # The model view (the heavier drawing) starts in a later task, so the browser paints the
+    # head view first instead of showing nothing until both are done.
+    head_js, model_js = (js for *_, js in pieces)
+    scripts = script(head_js) + script("setTimeout(function () {\n" + model_js + "\n}, 0);")
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><style>" + PAGE_CSS + "</style></head><body>"
             + "".join(body) + libs + data + scripts + "</body></html>")
 
