@@ -26,9 +26,17 @@ def encoder(registry):
     return registry.sentence_encoder()
 
 
+@pytest.fixture(scope="module")
+def own_settings(settings, tmp_path_factory):
+    """A data dir of this module's own, so sweeping here never touches the live app's sessions."""
+    from dataclasses import replace
+
+    return replace(settings, data_dir=tmp_path_factory.mktemp("rag_store"))
+
+
 @pytest.fixture
-def store(settings, registry):
-    return DocumentStore(settings, registry.sentence_encoder)
+def store(own_settings, registry):
+    return DocumentStore(own_settings, registry.sentence_encoder)
 
 
 @pytest.fixture
@@ -163,10 +171,10 @@ def test_sessions_are_isolated_and_duplicates_skipped(store, tokens):
     assert [d.source for d in store.documents("session-a")] == ["other.md"]
 
 
-def test_limits_are_enforced_per_session(settings, registry, tokens):
+def test_limits_are_enforced_per_session(own_settings, registry, tokens):
     from dataclasses import replace
 
-    small = DocumentStore(replace(settings, max_files_per_session=1, max_chunks_per_session=3),
+    small = DocumentStore(replace(own_settings, max_files_per_session=1, max_chunks_per_session=3),
                           registry.sentence_encoder)
     report = ingest(small, "limits", [("a.txt", b"alpha text one."), ("b.txt", b"beta text two.")], tokens)
     assert [f.status for f in report.files] == ["added", "error"]

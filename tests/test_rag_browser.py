@@ -17,11 +17,21 @@ FACT = ("Field notes from the Zanzibar reserve.\n\n"
 
 def session_collections_holding(settings, source: str) -> list[str]:
     """Names of session collections (in the app's embedded store) holding chunks of `source`."""
+    from chromadb.errors import NotFoundError
+
     from models.vector_store import SESSION_PREFIX, make_client
 
     client = make_client(settings)
-    return [c.name for c in client.list_collections() if c.name.startswith(SESSION_PREFIX)
-            and client.get_collection(c.name).get(where={"source": source}, limit=1, include=[])["ids"]]
+    names = []
+    for collection in client.list_collections():
+        if not collection.name.startswith(SESSION_PREFIX):
+            continue
+        try:  # the app may delete it between the listing and this read (that is what we wait for)
+            if client.get_collection(collection.name).get(where={"source": source}, limit=1, include=[])["ids"]:
+                names.append(collection.name)
+        except NotFoundError:
+            continue
+    return names
 
 
 def test_upload_ask_and_see_a_cited_answer(page, tmp_path, settings):
