@@ -223,7 +223,8 @@ def build(registry: ModelRegistry, settings) -> None:
                     compare_notes = gr.Markdown()
                     with gr.Row():
                         compare_out = [gr.HighlightedText(color_map=BAND_COLORS, show_legend=i == 0,
-                                                          visible=i < 3, label=f"#{i + 1}")
+                                                          visible=i < 3, label=f"#{i + 1}",
+                                                          elem_id=f"decoding-compare-{i}")
                                        for i in range(MAX_COMPARE)]
                 with gr.Tab("Reproduce in Python"):
                     code = gr.Code(language="python", label="The same settings with model.generate()")

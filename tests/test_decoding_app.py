@@ -96,3 +96,23 @@ def test_browser_slider_generate_open_step(page):
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, SCREENSHOT)
     assert not page.blocked_requests, page.blocked_requests
+
+
+@pytest.mark.browser
+def test_browser_preset_beams_and_compare(page):
+    page.get_by_role("tab", name="Decoding playground").click()
+    page.get_by_label("Top-p tames it", exact=True).check()  # a one-click example: fills the form, then runs
+    page.wait_for_selector("#decoding-status :text('tokens in')", timeout=180_000)
+    assert page.locator("#decoding-temperature input[type=number]").input_value() == "2"
+    assert "top-p 0.3" in page.locator("body").inner_text()
+    page.locator("#decoding-max-new input[type=number]").fill("6")
+    page.locator("#decoding-max-new input[type=number]").press("Enter")
+    page.get_by_label("beam search", exact=True).check()
+    page.locator("#decoding-generate").click()
+    page.wait_for_selector("#decoding-status :text('beams: ')", timeout=120_000)  # "… 4 beams: N tokens in …"
+    page.get_by_role("tab", name="Beams").click()
+    page.get_by_text("cumulative log-prob").first.wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("button", name="Compare", exact=True).click()
+    page.wait_for_selector("#decoding-compare-2 .token", timeout=180_000)  # the third column is filled
+    screenshot(page, "decoding_compare")
