@@ -28,7 +28,7 @@ from models.decoding import (
 )
 from models.decoding_code import python_snippet
 from models.decoding_presets import COMPARE, CURRENT, PRESETS, compare_config
-from models.registry import ModelRegistry
+from models.registry import CHAT, ModelRegistry
 from tabs import decoding_views as views
 from tabs.common import escape, model_queue, user_errors
 
@@ -75,6 +75,8 @@ def run_decode(registry: ModelRegistry, prompt: str, *values):
     """Stream the generation; the last update fills the step picker and opens step 1."""
     _check_prompt(prompt)
     cfg, notes = normalize(_config(values))
+    if not registry.is_loaded(CHAT):
+        yield (gr.skip(), _notes(notes), "Loading SmolLM2 (first use only)…", *[gr.skip()] * 9)
     lm = registry.chat_model()
     code = python_snippet(prompt, cfg)
     start = time.perf_counter()
