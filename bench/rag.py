@@ -3,7 +3,7 @@
 - ingestion throughput: chunks/s of the whole pipeline (parse, split, embed, store in chromadb)
   as a ratio to a raw `SentenceTransformer.encode` of the same chunks (goal >= 0.8);
 - retrieval latency p50/p95 of `DocumentStore.search` (query embedding included) over a
-  session holding 5,000 chunks (goal p50 <= 50 ms);
+  session holding 5,000 chunks (goal p50 <= 50 ms), with torch's default threads and with one;
 - time to index a 50-page PDF generated here, by stage.
 
 To keep the run short, the 5,000-chunk collection is built from ~600 real MiniLM chunk vectors
@@ -69,6 +69,9 @@ def ingestion_ratio(store: DocumentStore, encoder, splitter) -> dict:
     return {"ingest_chunks": n, "ingest_pipeline_chunks_per_s": round(n / pipeline_s, 1),
             "raw_encode_chunks_per_s": round(len(texts) / raw_s, 1),
             "ingest_throughput_ratio": round((n / pipeline_s) / (len(texts) / raw_s), 3),
+            # less sensitive to a shared machine's load swings: the share of the pipeline's time
+            # spent embedding (1.0 = no overhead beyond the raw encode)
+            "ingest_embed_share": round(report.seconds["embed"] / pipeline_s, 3),
             "ingest_stage_s": {k: round(v, 2) for k, v in report.seconds.items()}}
 
 
@@ -101,10 +104,27 @@ def retrieval_latency(store: DocumentStore, encoder, splitter) -> dict:
         collection.query(query_embeddings=vec, n_results=4, include=["documents", "metadatas", "distances"])
         chroma_only.append((time.perf_counter() - start) * 1000)
 
+    # The same searches with one torch thread (GENAI_LAB_TORCH_THREADS=1): on a busy shared CPU,
+    # torch's worker threads wait on each other and a one-sentence query pays for it.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    one_thread = []
+    try:
+        for i in range(N_QUERIES):
+            start = time.perf_counter()
+            store.search("bench-search", questions[i % len(questions)], 4, include_sample=False)
+            one_thread.append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(threads)
+
     def pct(values, p):
         return round(float(np.percentile(values, p)), 1)
 
-    return {"search_chunks": count, "search_p50_ms": pct(timings, 50), "search_p95_ms": pct(timings, 95),
+    return {"search_chunks": count, "torch_threads": threads, "search_p50_ms": pct(timings, 50),
+            "search_p95_ms": pct(timings, 95), "search_1thread_p50_ms": pct(one_thread, 50),
+            "search_1thread_p95_ms": pct(one_thread, 95),
             "chroma_query_p50_ms": pct(chroma_only, 50), "chroma_query_p95_ms": pct(chroma_only, 95)}
 
 
@@ -139,7 +159,8 @@ def main() -> dict:
         figures.update(retrieval_latency(store, encoder, splitter))
         figures.update(pdf_indexing(store, splitter))
         figures["goals_met"] = {"ingest_ratio>=0.8": figures["ingest_throughput_ratio"] >= 0.8,
-                                "search_p50<=50ms": figures["search_p50_ms"] <= 50}
+                                "search_p50<=50ms": figures["search_p50_ms"] <= 50,
+                                "search_p50<=50ms (1 torch thread)": figures["search_1thread_p50_ms"] <= 50}
         return figures
 
 
