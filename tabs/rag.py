@@ -286,8 +286,11 @@ def build(registry: ModelRegistry, settings) -> None:
                 reset_btn = gr.Button("Reset session", size="sm", variant="stop")
             doc_note = gr.Markdown()
         with gr.Column(scale=3):
-            chat = gr.Chatbot(label="Conversation", height=380, elem_id="rag-chat",
-                              placeholder="Ask about your documents or the sample corpus.")
+            with gr.Row():  # with "Also answer without retrieval", both answers stand side by side
+                chat = gr.Chatbot(label="Conversation (with retrieval, cited)", height=380, elem_id="rag-chat",
+                                  placeholder="Ask about your documents or the sample corpus.", scale=3)
+                plain = gr.Textbox(label="Same model, no retrieval", interactive=False, lines=15, max_lines=15,
+                                   scale=2, visible=False, elem_id="rag-plain")
             question = gr.Textbox(label="Question", lines=1, elem_id="rag-question",
                                   placeholder="How many attention heads does the base transformer use?")
             with gr.Row():
@@ -303,7 +306,6 @@ def build(registry: ModelRegistry, settings) -> None:
                 compare = gr.Checkbox(label="Also answer without retrieval", value=False)
             standalone = gr.Markdown(elem_id="rag-standalone")
             sources = gr.HTML(label="Sources", elem_id="rag-sources")
-            plain = gr.Textbox(label="Same model, no retrieval", interactive=False, lines=3)
             hits = gr.Dataframe(headers=HIT_HEADERS, label="Retrieved chunks", interactive=False, wrap=True)
             with gr.Accordion("Exact prompt sent to the model", open=False):
                 prompt_info = gr.Markdown()
@@ -359,6 +361,7 @@ def build(registry: ModelRegistry, settings) -> None:
                     api_name="rag_reset")
     ask_inputs = [question, chat, top_k, threshold, use_mmr, include_sample, compare]
     ask_outputs = [chat, question, standalone, hits, sources, prompt_view, prompt_info, plain]
+    compare.change(lambda on: gr.update(visible=on), compare, plain, api_name="rag_compare_toggle", queue=False)
     ask_btn.click(rag_chat, ask_inputs, ask_outputs, api_name="rag_chat", **model_queue(settings))
     question.submit(rag_chat, ask_inputs, ask_outputs, api_name="rag_chat_submit", **model_queue(settings))
     clear_btn.click(lambda: ([], "", None, "", ""), None, [chat, standalone, sources, plain, prompt_view],

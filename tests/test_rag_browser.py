@@ -71,3 +71,17 @@ def test_upload_ask_and_see_a_cited_answer(page, tmp_path, settings):
     while session_collections_holding(settings, "giraffe-notes.txt") and time.time() < deadline:
         time.sleep(1)
     assert session_collections_holding(settings, "giraffe-notes.txt") == []
+
+
+def test_answers_with_and_without_retrieval_stand_side_by_side(page):
+    """The comparison toggle shows the no-retrieval answer beside the cited conversation."""
+    page.get_by_role("tab", name="Chat with your documents").click()
+    page.get_by_label("Also answer without retrieval").check()
+    page.locator("#rag-question textarea").fill("What does the attention mechanism let a token do?")
+    page.locator("#rag-ask").click()
+    page.wait_for_function("() => /\\[\\d+\\]/.test(document.querySelector('#rag-chat').innerText)", timeout=300000)
+    page.wait_for_function("() => document.querySelector('#rag-plain textarea').value.length > 10", timeout=300000)
+    box_chat = page.locator("#rag-chat").bounding_box()
+    box_plain = page.locator("#rag-plain").bounding_box()
+    screenshot(page, "rag-compare")
+    assert abs(box_chat["y"] - box_plain["y"]) < 80 and box_plain["x"] > box_chat["x"] + box_chat["width"] - 5
