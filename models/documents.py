@@ -20,6 +20,11 @@ KINDS = ("pdf", "docx", "html", "markdown", "text")
 _HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body|<!--)", re.IGNORECASE)
 _HTML_TAGS = re.compile(r"<(p|div|h[1-6]|body|table|ul|ol|li|span|a|br)\b[^>]*>", re.IGNORECASE)
 _MD_HINT = re.compile(r"^(#{1,6} |\* |- |\d+\. |```)", re.MULTILINE)
+# Bounds against hostile files: a PDF's page count, a DOCX's unzipped size, a shown name's length.
+MAX_PDF_PAGES = 1000
+MAX_UNZIPPED_BYTES = 100_000_000
+MAX_NAME_CHARS = 120
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class DocumentError(ValueError):
@@ -99,6 +104,9 @@ def _parse_pdf(name: str, data: bytes) -> list[Page]:
         if reader.is_encrypted and not reader.decrypt(""):
             raise DocumentError(f"{name}: the PDF is password-protected.")
         n_pages = len(reader.pages)
+        if n_pages > MAX_PDF_PAGES:
+            raise DocumentError(f"{name}: the PDF has {n_pages} pages; the limit is {MAX_PDF_PAGES}. "
+                                "Split it into smaller files.")
         pages = [Page(i + 1, _tidy(page.extract_text() or "")) for i, page in enumerate(reader.pages)]
     except DocumentError:
         raise
@@ -117,6 +125,11 @@ def _parse_pdf(name: str, data: bytes) -> list[Page]:
 def _parse_docx(name: str, data: bytes) -> list[Page]:
     import docx
 
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:  # refuse a zip bomb before anything inflates it
+        unzipped = sum(info.file_size for info in zf.infolist())
+    if unzipped > MAX_UNZIPPED_BYTES:
+        raise DocumentError(f"{name}: the Word document would unpack to {unzipped / 1e6:.0f} MB; "
+                            f"the limit is {MAX_UNZIPPED_BYTES / 1e6:.0f} MB.")
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:  # python-docx raises many kinds (KeyError, lxml errors, ...)
@@ -171,9 +184,19 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+def safe_name(name: str | None) -> str:
+    """A file name fit to show and store: no folders, no control characters, bounded length."""
+    name = _CONTROL.sub("", re.split(r"[\\/]", name or "")[-1]).strip().strip(".") or "unnamed file"
+    if len(name) > MAX_NAME_CHARS:
+        stem, dot, ext = name.rpartition(".")
+        ext = ext if dot and len(ext) <= 10 else ""
+        name = name[: MAX_NAME_CHARS - len(ext) - 2] + "…" + ("." + ext if ext else "")
+    return name
+
+
 def load_document(name: str, data: bytes, max_bytes: int | None = None) -> ParsedDocument:
     """Validate and parse one file. Raises DocumentError with a message about this file."""
-    name = name or "unnamed file"
+    name = safe_name(name)
     if not data:
         raise DocumentError(f"{name}: the file is empty.")
     if max_bytes is not None and len(data) > max_bytes:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from models.chunking import Chunk, make_splitter, split_document
-from models.documents import DocumentError, ParsedDocument, content_hash, load_document, load_folder
+from models.documents import DocumentError, ParsedDocument, content_hash, load_document, load_folder, safe_name
 from models.vector_store import DocumentStore, LimitError
 
 STAGES = ("parse", "split", "embed", "store")
@@ -69,7 +69,8 @@ def ingest(store: DocumentStore, session_id: str, files: list[tuple[str, bytes]]
     known = {d.doc_id for d in store.documents(session_id)}
     parsed: list[tuple[ParsedDocument, FileResult]] = []
     start = time.perf_counter()
-    for i, (name, data) in enumerate(files):
+    for i, (raw_name, data) in enumerate(files):
+        name = safe_name(raw_name)  # hostile names (folders, NUL, huge) never reach the page or the store
         progress("parse", i / max(1, len(files)), f"Parsing {name}")
         sha = content_hash(data) if data else ""
         if sha and sha in known:
