@@ -118,9 +118,18 @@ class DocumentStore:
     @property
     def client(self):
         with self._lock:
+            if self._client is not None and self._store_deleted():
+                # Someone deleted the data dir under the running app: start a fresh store there.
+                from chromadb.api.client import SharedSystemClient
+
+                SharedSystemClient.clear_system_cache()  # chromadb reuses one system per path
+                self._client, self._handles, self.sample_name = None, {}, None
             if self._client is None:
                 self._client = make_client(self.settings)
             return self._client
+
+    def _store_deleted(self) -> bool:
+        return not self.settings.chroma_host and not (self.settings.data_dir / "chroma" / "chroma.sqlite3").exists()
 
     @property
     def embedding(self) -> MiniLMEmbedding:
@@ -131,9 +140,10 @@ class DocumentStore:
         return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
 
     def _open(self, name: str, metadata: dict | None = None):
+        client = self.client  # first, so a deleted store drops its stale handles
         handle = self._handles.get(name)
         if handle is None:
-            handle = self.client.get_or_create_collection(
+            handle = client.get_or_create_collection(
                 name, metadata=metadata, embedding_function=self.embedding,
                 configuration={"hnsw": {"space": "cosine"}})
             self._handles[name] = handle
@@ -189,11 +199,16 @@ class DocumentStore:
         for meta in got["metadatas"] or []:
             entry = docs.setdefault(meta["doc_id"], {"source": meta["source"], "kind": meta.get("kind", ""),
                                                       "n_bytes": int(meta.get("bytes", 0)), "chunks": 0,
+                                                      "expected": int(meta.get("doc_chunks", 0)),
                                                       "pages": set()})
             entry["chunks"] += 1
             entry["pages"].add(meta.get("page", 0))
+        # A document whose ingestion was interrupted (process killed between batches) has fewer
+        # chunks than it announced: it is not listed, so it is neither searched as complete nor
+        # skipped as a duplicate when uploaded again.
         return [DocumentInfo(doc_id, d["source"], d["kind"], d["n_bytes"], d["chunks"], len(d["pages"]))
-                for doc_id, d in sorted(docs.items(), key=lambda kv: kv[1]["source"])]
+                for doc_id, d in sorted(docs.items(), key=lambda kv: kv[1]["source"])
+                if d["chunks"] >= d["expected"]]
 
     def has_document(self, session_id: str, doc_id: str) -> bool:
         got = self.collection_for(session_id).get(where={"doc_id": doc_id}, limit=1, include=[])
@@ -217,13 +232,15 @@ class DocumentStore:
 
     def add(self, session_id: str, chunks: list[Chunk], embeddings: np.ndarray, kind: str, n_bytes: int,
             batch: int = 1000) -> None:
-        self._add(self.collection_for(session_id), chunks, embeddings, {"kind": kind, "bytes": n_bytes})
+        extra = {"kind": kind, "bytes": n_bytes, "doc_chunks": len(chunks)}
+        self._add(self.collection_for(session_id), chunks, embeddings, extra, batch)
 
     @staticmethod
     def _add(collection, chunks: list[Chunk], embeddings: np.ndarray, extra: dict, batch: int = 1000) -> None:
         for i in range(0, len(chunks), batch):
             part = chunks[i:i + batch]
-            collection.add(ids=[c.id for c in part], documents=[c.text for c in part],
+            # upsert: re-adding a document after an interrupted ingestion overwrites its partial chunks
+            collection.upsert(ids=[c.id for c in part], documents=[c.text for c in part],
                            metadatas=[{**c.metadata(), **extra} for c in part],
                            embeddings=np.asarray(embeddings[i:i + batch], dtype=np.float32))
 
@@ -243,9 +260,10 @@ class DocumentStore:
             if self.sample_name == name:
                 return name
         collection = self._open(name, {"shared": True})
-        if collection.count() == 0:
+        if not (collection.metadata or {}).get("complete"):  # new, or a build that was interrupted
             chunks, embeddings = build()
             self._add(collection, chunks, embeddings, {"kind": "markdown", "bytes": 0})
+            collection.modify(metadata={"shared": True, "complete": True})
         for other in self.client.list_collections():  # older versions of the corpus
             if other.name.startswith(SAMPLE_PREFIX) and other.name != name:
                 self._delete(other.name)
