@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from config import Settings  # noqa: E402
 from models.registry import ModelRegistry  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+EXIT_STATUS = pytest.StashKey[int]()
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 
@@ -116,3 +118,20 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave without the interpreter's final teardown once pytest has reported.
+
+    After a full run (every test passed and the summary printed), a native thread pool of
+    one of the libraries (torch, onnxruntime, chromadb, playwright's driver) could abort
+    that teardown with "terminate called without an active exception", turning a green
+    run into exit code 134. Nothing is left to clean up at this point.
+    """
+    if EXIT_STATUS in config.stash:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config.stash[EXIT_STATUS])
