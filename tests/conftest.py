@@ -43,6 +43,24 @@ def registry(settings) -> ModelRegistry:
     return ModelRegistry(settings)
 
 
+@pytest.fixture(scope="session")
+def lm(registry):
+    """SmolLM2-135M-Instruct as loaded by the registry (CausalLM: model + tokenizer)."""
+    return registry.chat_model()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's many tiny forward passes: on a shared 2-core machine it
+    is several times faster than two contending ones. Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,19 +11,7 @@ from models.decoding import CONTRASTIVE, GREEDY, DecodeConfig, encode_prompt, ge
 PROMPT = "My favourite food is"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """On the shared 2-core machine one intra-op thread is several times faster than two
-    contending ones; restored afterwards so other modules keep torch's default."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def lm(registry):
-    return registry.chat_model()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference_step(model, ids: torch.Tensor, alpha: float, k: int) -> tuple[int, list[float]]:

@@ -17,9 +17,6 @@ PARIS = ("Berlin is the capital of Germany. Paris is the capital and largest cit
          "The Eiffel Tower was completed in 1889.")
 
 
-@pytest.fixture(scope="module")
-def lm(registry):
-    return registry.chat_model()
 
 
 def answer(lm, question, context="", history=None, **kwargs):
