@@ -31,7 +31,8 @@ VENDOR = Path(__file__).resolve().parent.parent / "assets" / "vendor"
 # (an anonymous AMD define() in an inline script would be a require.js "mismatch" error).
 LIBS = ("d3/d3.min.js", "jquery/jquery.min.js", "requirejs/require.js")
 SCALE = 1000  # attention is sent as integers in thousandths
-CDN_TAG = '<script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require.min.js"></script>'
+# bertviz's own <script src="..."> tag(s) that fetch require.js from the web; any remote src is removed.
+REMOTE_SCRIPT_TAG = re.compile(r'<script src="[a-z]+://[^"]*"></script>')
 REQUIRE_CONFIG = re.compile(r"require\.config\(\{.*?\}\);", re.DOTALL)
 PARAMS_START = "const params = "
 # bertviz's names for the slices of a sentence pair -> (rows, columns): "a", "b" or "all"
@@ -125,9 +126,10 @@ def _patch(js: str, kind: str) -> str:
 
 def _rewrite(view_html: str, n: int, b_start: int | None, kind: str, layers: list[int]) -> tuple[str, str]:
     """Split bertviz's output into (markup, script) with offline loading and shared data."""
-    if CDN_TAG not in view_html:
-        raise RuntimeError("bertviz output changed: the require.js CDN tag was not found")
-    markup, sep, rest = view_html.replace(CDN_TAG, "").partition('<script type="text/javascript">')
+    view_html, removed = REMOTE_SCRIPT_TAG.subn("", view_html)
+    if not removed:
+        raise RuntimeError("bertviz output changed: its remote require.js tag was not found")
+    markup, sep, rest = view_html.partition('<script type="text/javascript">')
     js = rest.rsplit("</script>", 1)[0]
     js, found = REQUIRE_CONFIG.subn("", js, count=1)
     start = js.find(PARAMS_START)
