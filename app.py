@@ -62,6 +62,7 @@ def launch_kwargs(settings: Settings) -> dict:
         "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                 font_mono=["ui-monospace", "Consolas", "monospace"]),
         "footer_links": ["api", "settings"],
+        "state_session_capacity": settings.session_capacity,
     }
 
 

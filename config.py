@@ -56,6 +56,9 @@ class Settings:
     port: int = 7860
     queue_size: int = 32
     model_concurrency: int = 1
+    # Sessions whose UI state gradio keeps in memory (about 0.4 MB each for this app; the least
+    # recently used is dropped beyond this; gradio's own default is 10000) (GENAI_LAB_SESSION_CAPACITY).
+    session_capacity: int = 500
     # Load the default models in the background once the UI is up (GENAI_LAB_WARMUP).
     warmup: bool = True
     # torch intra-op threads; 0 = torch's default (GENAI_LAB_TORCH_THREADS).
@@ -71,6 +74,8 @@ class Settings:
     max_upload_mb: float = 20.0
     max_chunks_per_session: int = 5000
     session_ttl_s: int = 3600
+    # How often expired sessions are swept and freed memory is returned (GENAI_LAB_HOUSEKEEPING_S).
+    housekeeping_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +108,7 @@ class Settings:
             port=num("GRADIO_SERVER_PORT", 7860),
             queue_size=num("GENAI_LAB_QUEUE_SIZE", 32),
             model_concurrency=num("GENAI_LAB_MODEL_CONCURRENCY", 1),
+            session_capacity=num("GENAI_LAB_SESSION_CAPACITY", 500),
             warmup=_flag(env.get("GENAI_LAB_WARMUP")) is not False,
             torch_threads=num("GENAI_LAB_TORCH_THREADS", 0),
             context_tokens=num("GENAI_LAB_CONTEXT_TOKENS", 2048),
@@ -112,4 +118,5 @@ class Settings:
             max_upload_mb=num("GENAI_LAB_MAX_UPLOAD_MB", 20.0, float),
             max_chunks_per_session=num("GENAI_LAB_MAX_CHUNKS", 5000),
             session_ttl_s=num("GENAI_LAB_SESSION_TTL_S", 3600),
+            housekeeping_s=num("GENAI_LAB_HOUSEKEEPING_S", 60.0, float),
         )

@@ -5,16 +5,24 @@ or a Chroma server when `settings.chroma_host` is set. A session's collection is
 a hash of its session id, so one session can never address another's chunks: every read,
 list and delete goes through `collection_for(session_id)`. The bundled sample corpus lives in
 one shared collection that no session operation writes to. Collections of sessions unseen
-for `session_ttl_s` are deleted by `sweep()`, so disk use stays bounded.
+for `session_ttl_s` are deleted by `sweep()`, so disk use stays bounded. Reading a session that
+never uploaded anything creates nothing.
+
+Embedded chromadb (1.5) keeps a deleted collection's HNSW index and its file handles until the
+client is closed (chroma-core/chroma#3296): a server that creates and deletes one collection
+per visitor would run out of memory and file descriptors. So deletions are counted, and
+`recycle_if_idle()` closes and reopens the embedded client when no store call is in flight.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +111,15 @@ def session_collection_name(session_id: str) -> str:
     return SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()[:40]
 
 
+def _guarded(method):
+    """Run a DocumentStore method as a call in flight (see DocumentStore.recycle_if_idle)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._in_use():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class DocumentStore:
     """Per-session collections plus one shared sample collection, with per-session limits."""
 
@@ -114,6 +131,36 @@ class DocumentStore:
         self._seen: dict[str, float] = {}
         self._handles: dict[str, Any] = {}  # open collections, so a search is one round trip
         self.sample_name: str | None = None
+        self._idle = threading.Condition()  # guards _calls_in_flight; recycling needs it at zero
+        self._calls_in_flight = 0
+        self.deleted_since_recycle = 0
+
+    @contextlib.contextmanager
+    def _in_use(self) -> Iterator[None]:
+        """Marks a store call in flight, so the client is never closed under it (calls may nest)."""
+        with self._idle:
+            self._calls_in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._calls_in_flight -= 1
+
+    def recycle_if_idle(self) -> bool:
+        """Close and reopen the embedded client if collections were deleted and no call is in
+        flight, releasing what chromadb holds for deleted collections. True if it recycled."""
+        if self.settings.chroma_host or not self.deleted_since_recycle:
+            return False  # a Chroma server manages its own memory
+        with self._idle:  # new calls wait here while the client is swapped
+            if self._calls_in_flight:
+                return False
+            with self._lock:
+                old, self._client, self._handles, self.sample_name = self._client, None, {}, None
+                self.deleted_since_recycle = 0
+            if old is not None:
+                old.close()
+        log.info("Reopened the embedded document store to release deleted collections")
+        return True
 
     @property
     def client(self):
@@ -153,6 +200,18 @@ class DocumentStore:
         self._handles.pop(name, None)
         self._seen.pop(name, None)
         self.client.delete_collection(name)
+        self.deleted_since_recycle += 1
+
+    def _existing(self, session_id: str):
+        """This session's collection, or None if it never stored anything (nothing is created)."""
+        name = session_collection_name(session_id)
+        if name in self._handles:
+            return self.collection_for(session_id)
+        try:
+            self.client.get_collection(name, embedding_function=self.embedding)
+        except Exception:  # chromadb raises NotFoundError (embedded) or ValueError/HTTP errors (server)
+            return None
+        return self.collection_for(session_id)
 
     # ---- sessions ------------------------------------------------------------------------
     def collection_for(self, session_id: str):
@@ -168,6 +227,7 @@ class DocumentStore:
                 collection = self._open(name, {"last_seen": now})
         return collection
 
+    @_guarded
     def drop_session(self, session_id: str) -> bool:
         """Delete a session's collection (tab closed or reset). True if there was one."""
         try:
@@ -176,6 +236,7 @@ class DocumentStore:
         except Exception:  # chromadb raises NotFoundError/ValueError depending on the client
             return False
 
+    @_guarded
     def sweep(self, now: float | None = None) -> list[str]:
         """Delete session collections not seen for settings.session_ttl_s; returns their names."""
         now = time.time() if now is None else now
@@ -193,8 +254,12 @@ class DocumentStore:
         return removed
 
     # ---- documents in a session -----------------------------------------------------------
+    @_guarded
     def documents(self, session_id: str) -> list[DocumentInfo]:
-        got = self.collection_for(session_id).get(include=["metadatas"])
+        collection = self._existing(session_id)
+        if collection is None:
+            return []
+        got = collection.get(include=["metadatas"])
         docs: dict[str, dict] = {}
         for meta in got["metadatas"] or []:
             entry = docs.setdefault(meta["doc_id"], {"source": meta["source"], "kind": meta.get("kind", ""),
@@ -210,9 +275,10 @@ class DocumentStore:
                 for doc_id, d in sorted(docs.items(), key=lambda kv: kv[1]["source"])
                 if d["chunks"] >= d["expected"]]
 
+    @_guarded
     def has_document(self, session_id: str, doc_id: str) -> bool:
-        got = self.collection_for(session_id).get(where={"doc_id": doc_id}, limit=1, include=[])
-        return bool(got["ids"])
+        collection = self._existing(session_id)
+        return collection is not None and bool(collection.get(where={"doc_id": doc_id}, limit=1, include=[])["ids"])
 
     def check_limits(self, session_id: str, files: int, n_bytes: int, chunks: int) -> None:
         """Raise LimitError if adding this much would pass a per-session limit."""
@@ -230,6 +296,7 @@ class DocumentStore:
             raise LimitError(f"This would bring the session to {held + chunks} chunks; the limit is "
                              f"{s.max_chunks_per_session}. Use larger chunks or fewer files.")
 
+    @_guarded
     def add(self, session_id: str, chunks: list[Chunk], embeddings: np.ndarray, kind: str, n_bytes: int,
             batch: int = 1000) -> None:
         extra = {"kind": kind, "bytes": n_bytes, "doc_chunks": len(chunks)}
@@ -244,15 +311,19 @@ class DocumentStore:
                            metadatas=[{**c.metadata(), **extra} for c in part],
                            embeddings=np.asarray(embeddings[i:i + batch], dtype=np.float32))
 
+    @_guarded
     def delete_document(self, session_id: str, doc_id: str) -> int:
         """Delete one document's chunks from this session only; returns how many were deleted."""
-        collection = self.collection_for(session_id)
+        collection = self._existing(session_id)
+        if collection is None:
+            return 0
         ids = collection.get(where={"doc_id": doc_id}, include=[])["ids"]
         if ids:
             collection.delete(ids=ids)
         return len(ids)
 
     # ---- the shared sample corpus -------------------------------------------------------------
+    @_guarded
     def ensure_sample(self, fingerprint: str, build: Callable[[], tuple[list[Chunk], np.ndarray]]) -> str:
         """Create the shared sample collection once per corpus/chunking fingerprint."""
         name = SAMPLE_PREFIX + fingerprint[:40]
@@ -271,12 +342,14 @@ class DocumentStore:
         return name
 
     # ---- retrieval ------------------------------------------------------------------------------
+    @_guarded
     def search(self, session_id: str, query: str, k: int = 4, *, include_sample: bool = True,
                mmr: bool = False, fetch_k: int = 20, lambda_mult: float = 0.5) -> list[Hit]:
         """Top-k chunks of this session (and the sample corpus), best first; MMR trades some
         relevance for variety among near-duplicate chunks."""
         query_vec = self.embed([query])[0]
-        collections = [(self.collection_for(session_id), False)]
+        own = self._existing(session_id)
+        collections = [(own, False)] if own is not None else []
         if include_sample and self.sample_name:
             collections.append((self._open(self.sample_name), True))
         n_wanted = max(fetch_k, k) if mmr else k

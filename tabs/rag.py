@@ -10,7 +10,6 @@ retrieval. Each browser session has its own private collection, removed when it 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -19,6 +18,7 @@ from models import rag_chain
 from models.chunking import boundary_preview, make_splitter, size_stats, split_document
 from models.citations import cite, sources_html
 from models.documents import DocumentError, load_document
+from models.housekeeping import Housekeeper
 from models.rag_eval import CORPUS_DIR, evaluate, load_questions
 from models.rag_ingest import STAGES, ensure_sample, ingest
 from models.registry import ModelRegistry
@@ -29,7 +29,6 @@ REPORT_HEADERS = ["file", "status", "kind", "pages", "chunks", "message"]
 DOC_HEADERS = ["file", "kind", "chunks", "pages", "KB", "id"]
 HIT_HEADERS = ["rank", "score", "used", "file", "page", "chunk"]
 STAGE_SPAN = {"parse": (0.0, 0.1), "split": (0.1, 0.2), "embed": (0.2, 0.9), "store": (0.9, 1.0)}
-SWEEP_EVERY_S = 60.0
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -37,18 +36,6 @@ def session_of(request: gr.Request | None) -> str:
     if not session:
         raise gr.Error("No browser session: reload the page.")
     return session
-
-
-class Sweeper:
-    """Removes expired sessions' collections at most once a minute (cheap to call often)."""
-
-    def __init__(self, store: DocumentStore):
-        self.store, self.last = store, 0.0
-
-    def __call__(self) -> None:
-        if time.time() - self.last > SWEEP_EVERY_S:
-            self.last = time.time()
-            self.store.sweep()
 
 
 def splitter_for(registry: ModelRegistry, chunk_size, overlap, unit):
@@ -98,11 +85,10 @@ def preview(registry, files, chunk_size, overlap, unit):
 
 
 @user_errors
-def ingest_files(registry, store, sweeper, files, chunk_size, overlap, unit, request: gr.Request,
+def ingest_files(registry, store, files, chunk_size, overlap, unit, request: gr.Request,
                  progress=gr.Progress()):
     """Parse, split, embed and store; one row per file in the report."""
     session = session_of(request)
-    sweeper()
     uploads = read_uploads(files)
     if not uploads:
         raise gr.Error("Choose one or more files to index.")
@@ -167,11 +153,10 @@ def prompt_note(turn: rag_chain.RagTurn, settings, max_new_tokens: int) -> str:
 
 
 @user_errors
-def ask(registry, store, sweeper, settings, question, history, top_k, threshold, use_mmr, include_sample, compare,
+def ask(registry, store, settings, question, history, top_k, threshold, use_mmr, include_sample, compare,
         request: gr.Request, progress=gr.Progress()):
     """Stream (chat, question box, standalone, hits, sources, prompt, prompt note, plain answer)."""
     session = session_of(request)
-    sweeper()
     question = (question or "").strip()
     if not question:
         gr.Warning("Type a question first.")
@@ -254,7 +239,8 @@ def run_eval(registry, chunk_size, overlap, unit, top_k, progress=gr.Progress())
 
 def build(registry: ModelRegistry, settings) -> None:
     store = DocumentStore(settings, registry.sentence_encoder)
-    sweeper = Sweeper(store)
+    # Sweeps sessions the browser never closed (API clients), and frees their memory, off the request path.
+    Housekeeper(store, settings.housekeeping_s).start()
     gr.Markdown("Upload documents (or use the bundled sample about transformers), then ask. Your files "
                 "stay private to this browser session and are deleted when it ends.")
     with gr.Row():
@@ -323,7 +309,7 @@ def build(registry: ModelRegistry, settings) -> None:
         return preview(registry, files, chunk_size, overlap, unit)
 
     def rag_ingest(files, chunk_size, overlap, unit, request: gr.Request, progress=gr.Progress()):
-        return ingest_files(registry, store, sweeper, files, chunk_size, overlap, unit, request, progress)
+        return ingest_files(registry, store, files, chunk_size, overlap, unit, request, progress)
 
     def rag_list(request: gr.Request):
         return list_documents(store, request)
@@ -336,7 +322,7 @@ def build(registry: ModelRegistry, settings) -> None:
 
     def rag_chat(question, history, top_k, threshold, use_mmr, include_sample, compare, request: gr.Request,
                  progress=gr.Progress()):
-        yield from ask(registry, store, sweeper, settings, question, history, top_k, threshold, use_mmr, include_sample,
+        yield from ask(registry, store, settings, question, history, top_k, threshold, use_mmr, include_sample,
                        compare, request, progress)
 
     def rag_ask(question: str, top_k: int = 4, threshold: float = 0.3, use_mmr: bool = False,

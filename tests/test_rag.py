@@ -191,6 +191,55 @@ def test_expired_sessions_are_swept(store, tokens):
     assert name not in [c.name for c in store.client.list_collections()]
 
 
+def test_reading_a_session_that_never_uploaded_creates_nothing(store):
+    name = session_collection_name("only-asks")
+    assert store.search("only-asks", "anything at all", 3, include_sample=False) == []
+    assert store.documents("only-asks") == [] and not store.has_document("only-asks", "x")
+    assert store.delete_document("only-asks", "x") == 0
+    assert name not in [c.name for c in store.client.list_collections()]
+
+
+def _open_store_files(store) -> int:
+    import psutil
+
+    root = str(store.settings.data_dir)
+    return sum(1 for f in psutil.Process().open_files() if f.path.startswith(root))
+
+
+def test_reopening_the_store_releases_deleted_collections_and_keeps_the_rest(own_settings, registry, tokens):
+    """chromadb keeps deleted collections' index files open until its client closes (chroma#3296)."""
+    from dataclasses import replace
+
+    store = DocumentStore(replace(own_settings, data_dir=own_settings.data_dir / "recycle"), registry.sentence_encoder)
+    ingest(store, "stays", [("fact.txt", FACT.encode())], tokens)
+    for i in range(6):
+        ingest(store, f"visitor-{i}", [("v.txt", f"Visitor {i} wrote about attention heads.".encode())], tokens)
+        store.search(f"visitor-{i}", "attention", 1, include_sample=False)  # loads its index
+        assert store.drop_session(f"visitor-{i}")
+    held = _open_store_files(store)
+    with store._in_use():  # a call in flight: the client must not be closed under it
+        assert not store.recycle_if_idle()
+    assert store.recycle_if_idle()
+    assert _open_store_files(store) < held
+    assert not store.recycle_if_idle()  # nothing deleted since
+    assert [d.source for d in store.documents("stays")] == ["fact.txt"]
+    assert store.search("stays", "vault code of the giraffe", 1, include_sample=False)[0].text == FACT
+
+
+def test_housekeeper_sweeps_expired_sessions_reopens_the_store_and_trims_the_heap(own_settings, registry, tokens):
+    from dataclasses import replace
+
+    from models.housekeeping import Housekeeper
+
+    store = DocumentStore(replace(own_settings, data_dir=own_settings.data_dir / "housekeeping", session_ttl_s=0),
+                          registry.sentence_encoder)
+    ingest(store, "gone-quiet", [("x.txt", b"Some text nobody asks about again.")], tokens)
+    time.sleep(0.05)
+    report = Housekeeper(store, every_s=60).run_once()
+    assert report == {"expired_sessions": 1, "store_reopened": True, "heap_trimmed": True}  # glibc on Linux
+    assert store.documents("gone-quiet") == []
+
+
 def test_mmr_returns_k_distinct_chunks(store, tokens):
     text = "\n\n".join(["Quantization stores weights in int8."] * 3 + ["Quantization error raises perplexity."])
     ingest(store, "mmr", [("q.txt", text.encode())], make_splitter(40, 0, "characters"))
