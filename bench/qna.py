@@ -10,22 +10,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from bench.server import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "Explain what a transformer language model is, in a few sentences."
 MAX_NEW_TOKENS = 96
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _python(code: str) -> float:
@@ -36,7 +31,7 @@ def _python(code: str) -> float:
 
 def startup_seconds() -> dict:
     bare = _python("import gradio, torch, transformers")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GENAI_LAB_WARMUP": "0", "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
