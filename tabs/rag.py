@@ -29,6 +29,9 @@ REPORT_HEADERS = ["file", "status", "kind", "pages", "chunks", "message"]
 DOC_HEADERS = ["file", "kind", "chunks", "pages", "KB", "id"]
 HIT_HEADERS = ["rank", "score", "used", "file", "page", "chunk"]
 STAGE_SPAN = {"parse": (0.0, 0.1), "split": (0.1, 0.2), "embed": (0.2, 0.9), "store": (0.9, 1.0)}
+# A question shares the model's context budget with the retrieved chunks; ~2,000 characters is
+# ~500 tokens, which leaves room for them.
+MAX_QUESTION_CHARS = 2000
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -36,6 +39,12 @@ def session_of(request: gr.Request | None) -> str:
     if not session:
         raise gr.Error("No browser session: reload the page.")
     return session
+
+
+def check_question_length(question: str) -> None:
+    if len(question) > MAX_QUESTION_CHARS:
+        raise gr.Error(f"The question has {len(question):,} characters; ask in at most {MAX_QUESTION_CHARS:,} "
+                       "so the retrieved chunks still fit beside it.")
 
 
 def splitter_for(registry: ModelRegistry, chunk_size, overlap, unit):
@@ -162,6 +171,7 @@ def ask(registry, store, settings, question, history, top_k, threshold, use_mmr,
         gr.Warning("Type a question first.")
         yield (gr.skip(),) * 8
         return
+    check_question_length(question)  # before anything is shown: the question stays in its box
     history = list(history or [])
     encoder = registry.sentence_encoder()
     if include_sample:
@@ -200,6 +210,7 @@ def ask_api(registry, store, settings, question: str, top_k: int, threshold: flo
     session = session_of(request)
     if not (question or "").strip():
         raise gr.Error("The question is empty.")
+    check_question_length(question.strip())
     encoder = registry.sentence_encoder()
     if include_sample:
         ensure_sample(store, CORPUS_DIR, encoder.tokenizer)

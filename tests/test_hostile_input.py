@@ -6,8 +6,11 @@ Each request gets an answer or a clear message, and the app keeps serving afterw
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 SCRIPT = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 
@@ -23,6 +26,26 @@ def test_100k_character_prompt_is_truncated_not_fatal(client, app_url):
     history, _, prompt, _, _, notice = job.result(timeout=600)
     assert "question was cut" in notice and history[-1]["role"] == "assistant"
     assert len(prompt) < 5_000
+    assert still_serving(app_url)
+
+
+HUGE = "why " * 25_000  # 100k characters
+
+
+@pytest.mark.parametrize("api_name, args, message", [
+    ("/decode", (HUGE,), "the playground takes up to 4,000"),
+    ("/rag_ask", (HUGE,), "ask in at most 2,000"),
+    ("/quant_compare", ("chat", HUGE, 8), "keep it under"),
+])
+def test_100k_characters_get_a_clear_limit_in_every_tab(client, app_url, api_name, args, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, api_name=api_name)
+    assert still_serving(app_url)
+
+
+def test_100k_characters_in_the_attention_tab_are_cut_with_a_notice(client, app_url):
+    data = client.predict(HUGE, "", "encoder", 0, api_name="/attention")
+    assert len(data["tokens"]) <= 256 and "the model saw only the first" in data["notices"][0]
     assert still_serving(app_url)
 
 
@@ -91,3 +114,38 @@ def test_binary_renamed_txt_is_refused_by_content():
 
     with pytest.raises(DocumentError, match="binary content"):
         load_document("notes.txt", os.urandom(4096) + b"\0")
+
+
+def test_a_hostile_upload_batch_through_the_app_loses_nothing(app_url, tmp_path):
+    """Bomb, 1,500-page PDF, binary .txt and markup/RTL/very long names in one upload: the good
+    files go in under safe names, each bad one gets its own message, and the app keeps serving."""
+    from models.documents import MAX_NAME_CHARS, MAX_PDF_PAGES, text_pdf
+
+    files = {
+        "<img src=x onerror=alert(1)> مرحبا 🗼.txt": b"The night ferry to Lindholm leaves at 23:40 from pier 9.",
+        "n" * 200 + ".md": b"# Long name\n\nThe harbour master keeps a blue logbook.",
+        "bomb.docx": docx_zip_bomb(150),
+        "huge.pdf": text_pdf(["page"] * (MAX_PDF_PAGES + 500)),
+        "notes.txt": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 16,
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    client = Client(app_url, verbose=False)
+    report, status, docs, _ = client.predict([handle_file(str(tmp_path / n)) for n in files], 64, 8, "tokens",
+                                             api_name="/rag_ingest")
+    report = report["data"] if isinstance(report, dict) else report
+    by_status = {}
+    for name, state, *_, message in report:
+        by_status.setdefault(state, []).append((name, message))
+    assert "2 of 5 file(s) indexed" in status
+    marked, long_name = sorted(name for name, _ in by_status["added"])
+    assert "onerror=alert(1) مرحبا 🗼.txt" in marked  # gradio drops < and > from upload names
+    assert long_name.startswith("nnn") and long_name.endswith(".md") and len(long_name) <= MAX_NAME_CHARS
+    messages = " | ".join(message for _, message in by_status["error"])
+    assert "unpack to 150 MB" in messages and f"limit is {MAX_PDF_PAGES}" in messages
+    assert "binary content" in messages
+    answer = client.predict("When does the night ferry to Lindholm leave?", 2, 0.3, False, False,
+                            api_name="/rag_ask")
+    assert answer["grounded"] and any("23:40" in s["text"] for s in answer["sources"])
+    assert all(Path(s["file"]).name == s["file"] for s in answer["sources"])  # no folder ever reaches a name
+    assert still_serving(app_url)
