@@ -10,10 +10,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import gradio as gr
-
 from config import Settings
-from models.registry import ModelRegistry
+from models.housekeeping import limit_heap_arenas
+
+SETTINGS = Settings.from_env()
+# Before gradio, torch and chromadb start their threads: fewer malloc arenas, so memory freed
+# after a burst of sessions goes back to the OS (measured in bench/load.py).
+limit_heap_arenas(SETTINGS.heap_arenas)
+
+import gradio as gr  # noqa: E402
+
+from models.registry import ModelRegistry  # noqa: E402
 
 # transformers imports torchao when installed; torchao then warns that its CUDA kernels are
 # missing, which is expected on a CPU machine and would only alarm a reader of the log.

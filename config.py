@@ -76,6 +76,8 @@ class Settings:
     session_ttl_s: int = 3600
     # How often expired sessions are swept and freed memory is returned (GENAI_LAB_HOUSEKEEPING_S).
     housekeeping_s: float = 60.0
+    # glibc malloc arenas for the whole process; 0 = glibc's default of 8 per core (GENAI_LAB_HEAP_ARENAS).
+    heap_arenas: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,4 +121,5 @@ class Settings:
             max_chunks_per_session=num("GENAI_LAB_MAX_CHUNKS", 5000),
             session_ttl_s=num("GENAI_LAB_SESSION_TTL_S", 3600),
             housekeeping_s=num("GENAI_LAB_HOUSEKEEPING_S", 60.0, float),
+            heap_arenas=num("GENAI_LAB_HEAP_ARENAS", 2),
         )
