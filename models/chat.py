@@ -7,6 +7,7 @@ so the oldest turns are dropped first.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 
 from models.registry import CausalLM
 
+SEEDED_SAMPLING = threading.Lock()  # held while a sampled generate() draws from torch's global RNG
 
 class PromptTooLong(ValueError):
     """Even the newest message alone does not fit the context budget."""
@@ -107,9 +109,9 @@ def stream_answer(lm: CausalLM, prompt: ChatPrompt, *, max_new_tokens: int = 256
 
     def work() -> None:
         try:
-            with torch.no_grad():
-                # Sampled answers are reproducible because model jobs run one at a time
-                # (shared concurrency group), so nothing else draws from torch's RNG meanwhile.
+            # generate() samples from torch's process-wide RNG: seeded sampled answers take turns,
+            # so nothing else draws from it meanwhile and a seed always gives the same text.
+            with torch.no_grad(), (SEEDED_SAMPLING if kwargs["do_sample"] else contextlib.nullcontext()):
                 torch.manual_seed(seed)
                 lm.model.generate(**kwargs)
         except BaseException as exc:  # re-raised in the caller's thread below

@@ -85,7 +85,7 @@ def compare_table(registry: ModelRegistry, model_key: str, prompt: str, max_new:
 def quality_rows(registry: ModelRegistry, model_key: str) -> list[dict]:
     """Quality on the bundled reference set (cached per process), noise floor second."""
     keys = [qs.FULL, run.NOISE] + [s.key for s in qs.schemes_for(model_key)]
-    labels = {qs.FULL: "fp32 (full)", run.NOISE: "fp32, 1 thread (noise floor)",
+    labels = {qs.FULL: "fp32 (full)", run.NOISE: "fp32, other thread count (noise floor)",
               **{s.key: s.label for s in qs.schemes_for(model_key)}}
     rows = []
     for key in keys:

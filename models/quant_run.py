@@ -4,13 +4,14 @@ Timings come from our own greedy loop (one forward per token with the KV cache),
 first token (prefill + one step) and decoding tokens/s are measured the same way for every
 scheme. Quality on the bundled reference text is computed once per process per scheme and
 cached in the registry. The noise floor is fp32 against itself: a second timed run, and the
-reference logits recomputed with one thread (a different summation order).
+reference logits recomputed with another intra-op thread count (a different summation order).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,15 +38,25 @@ def encoder_eval() -> tuple[list[str], list[str]]:
     return data["sentences"], data["queries"]
 
 
+_THREAD_COUNT = threading.Lock()
+
+
 @contextlib.contextmanager
 def torch_threads(n: int):
-    """Run with n intra-op threads, then restore (model jobs share one queue slot, so this is safe)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    """Run with n intra-op threads, then restore. The count is process-wide: the lock makes two
+    jobs doing this at once restore it in order instead of leaving each other's value behind."""
+    with _THREAD_COUNT:
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+def other_thread_count() -> int:
+    """A thread count other than the current one, for the noise floor's second summation order."""
+    return 2 if torch.get_num_threads() == 1 else 1
 
 
 # ---- causal LM ---------------------------------------------------------------------------
@@ -105,7 +116,7 @@ def reference_ids(tokenizer) -> torch.Tensor:
 
 
 def _chat_reference_logits(registry: ModelRegistry, key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, logits) on the reference text for fp32, fp32 on one thread, or a scheme; cached."""
+    """(ids, logits) on the reference text for fp32, fp32 on another thread count, or a scheme; cached."""
 
     def factory(_source):
         lm = registry.chat_model()
@@ -113,7 +124,7 @@ def _chat_reference_logits(registry: ModelRegistry, key: str) -> tuple[torch.Ten
         if key == qs.FULL:
             return ids, logits_of(lm.model, ids)
         if key == NOISE:
-            with torch_threads(1):
+            with torch_threads(other_thread_count()):
                 return ids, logits_of(lm.model, ids)
         return ids, logits_of(qs.quantized(registry, CHAT, key).model, ids)
 
@@ -174,7 +185,7 @@ def encoder_vectors(registry: ModelRegistry, key: str) -> tuple[np.ndarray, np.n
         sentences, queries = encoder_eval()
         if key in (qs.FULL, NOISE):
             encoder = qs.full(registry, ENCODER).model
-            with torch_threads(1) if key == NOISE else contextlib.nullcontext():
+            with torch_threads(other_thread_count()) if key == NOISE else contextlib.nullcontext():
                 return encoder.embed(sentences), encoder.embed(queries)
         encoder = qs.quantized(registry, ENCODER, key).model
         return encoder.embed(sentences), encoder.embed(queries)

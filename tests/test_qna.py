@@ -44,6 +44,23 @@ def test_greedy_is_deterministic_and_seeded_sampling_repeats(lm):
     assert first == answer(lm, "Write a word about the sea.", temperature=1.2, seed=7)[1]
 
 
+def test_seeded_sampling_repeats_while_another_sampled_answer_runs_at_once(lm):
+    """Two model jobs run at once (GENAI_LAB_MODEL_CONCURRENCY=2): a seed still gives one text."""
+    question = "Write two sentences about the sea."
+    alone = answer(lm, question, temperature=1.2, seed=7)[1]
+    results: dict[int, str] = {}
+
+    def run(slot: int) -> None:
+        results[slot] = answer(lm, question, temperature=1.2, seed=7)[1]
+
+    threads = [threading.Thread(target=run, args=(slot,)) for slot in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert results == {0: alone, 1: alone}
+
+
 def test_prompt_is_the_chat_template_and_streams_token_by_token(lm):
     prepared = qna.prepare_question(lm, "Say hello.", "", None, max_new_tokens=16, context_tokens=2048)
     assert prepared.prompt.text.startswith("<|im_start|>system") and prepared.prompt.text.endswith(
