@@ -149,3 +149,31 @@ def test_a_hostile_upload_batch_through_the_app_loses_nothing(app_url, tmp_path)
     assert answer["grounded"] and any("23:40" in s["text"] for s in answer["sources"])
     assert all(Path(s["file"]).name == s["file"] for s in answer["sources"])  # no folder ever reaches a name
     assert still_serving(app_url)
+
+
+def test_markup_in_tokens_and_sentences_stays_text_in_the_quantized_views():
+    from html.parser import HTMLParser
+
+    from tabs import quantized_views as views
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags: set[str] = set()
+            self.attrs: set[str] = set()
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.add(tag)
+            self.attrs.update(name for name, _ in attrs)
+
+    pieces = [
+        views.column([SCRIPT, "\n", "ok"], 0, SCRIPT, done=False),
+        views.ranking([(SCRIPT, 0.9)], 0, SCRIPT),
+        views.kl_strip([{"token": SCRIPT, "kl": 0.5, "flip": True, "quant_token": SCRIPT}], SCRIPT),
+        views.sentence_strip([SCRIPT], [0.95], SCRIPT),
+    ]
+    parser = Tags()
+    parser.feed("".join(pieces))
+    assert parser.tags <= {"div", "span", "ol", "li", "small", "br", "p"}
+    assert parser.attrs <= {"class", "title", "style"}
+    assert all("&lt;script&gt;" in piece for piece in pieces)
