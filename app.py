@@ -74,13 +74,13 @@ def launch_kwargs(settings: Settings) -> dict:
 
 
 def configure_torch(settings: Settings) -> None:
-    if settings.torch_threads > 0:
-        import torch
+    import torch
 
-        torch.set_num_threads(settings.torch_threads)
+    from models.hardware import intra_op_threads
+
+    torch.set_num_threads(intra_op_threads(settings))
 
 
-SETTINGS = Settings.from_env()
 demo = build_demo(SETTINGS)
 
 if __name__ == "__main__":

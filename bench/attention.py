@@ -9,7 +9,7 @@
 - iframe_render_s: the views page alone, loaded into a blank browser page until the model
   view's last thumbnail exists (the browser's share of the click);
 - load_average_1min: the machine's load when measured (2 cores shared with other work);
-- torch_threads: as set by GENAI_LAB_TORCH_THREADS (0 = torch's default). On a CPU shared
+- torch_threads: as the app sets them (GENAI_LAB_TORCH_THREADS, else cores per model job). On a CPU shared
   with other busy processes, 1 thread was ~5x faster than 2 here (threads spin-wait on each
   other): compare `GENAI_LAB_TORCH_THREADS=1 python -m bench.attention`;
 - payload_bytes: the iframe HTML for 64 tokens on all-MiniLM-L6-v2 (goal <= 2 MB), and the
@@ -165,11 +165,11 @@ def browser_seconds(settings, registry) -> tuple[float | None, float | None]:
 def main() -> dict:
     import torch
 
+    from models.hardware import intra_op_threads
     from models.registry import ModelRegistry
 
     settings = _settings()
-    if settings.torch_threads > 0:  # the same knob app.py's configure_torch applies
-        torch.set_num_threads(settings.torch_threads)
+    torch.set_num_threads(intra_op_threads(settings))  # as app.py's configure_torch does
     registry = ModelRegistry(settings)
     tokenizer = registry.encoder_with_attention().tokenizer
     registry.chat_model(attn_implementation="eager")

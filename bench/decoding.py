@@ -34,11 +34,11 @@ def main() -> dict:
     from config import Settings
     from models.decoding import GREEDY, SAMPLING, DecodeConfig, encode_prompt, normalize, stream_steps
     from models.decoding_code import generate_kwargs
+    from models.hardware import intra_op_threads
     from models.registry import ModelRegistry
 
     settings = Settings.from_env()
-    if settings.torch_threads > 0:  # GENAI_LAB_TORCH_THREADS, as the app applies it
-        torch.set_num_threads(settings.torch_threads)
+    torch.set_num_threads(intra_op_threads(settings))  # as app.py's configure_torch does
     lm = ModelRegistry(Settings(**{**settings.__dict__, "offline": True, "warmup": False})).chat_model()
     ids = encode_prompt(lm.tokenizer, PROMPT, False)
     figures: dict = {"threads": torch.get_num_threads(), "new_tokens": NEW_TOKENS}

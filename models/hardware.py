@@ -9,6 +9,7 @@ torch profiler (one forward pass) and from the ONNX graph, rather than guessing.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,15 @@ import torch
 FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 # Profiler op names that are matrix-multiply kernels (dense or quantized).
 MATMUL_HINTS = ("linear", "addmm", "mm", "matmul", "int4pack", "quantized::", "gemm")
+
+
+def intra_op_threads(settings) -> int:
+    """torch threads per model job: GENAI_LAB_TORCH_THREADS, else the usable cores shared among
+    the model jobs that run at once (more would make those jobs fight over the same cores)."""
+    if settings.torch_threads > 0:
+        return settings.torch_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, settings.model_concurrency))
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool]:

@@ -17,7 +17,8 @@ from models.registry import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
-# Listeners that run a model share one queue slot group, so two cores are never oversubscribed.
+# Listeners that run a model share one concurrency group: at most settings.model_concurrency model
+# jobs run at once, each with its share of the cores (models/hardware.intra_op_threads).
 MODEL_GROUP = "model"
 
 
