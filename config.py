@@ -52,9 +52,9 @@ class Settings:
     offline: bool | None = None
     # Server (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT) and queue (GENAI_LAB_QUEUE_SIZE: requests
     # waiting before new ones are turned away; GENAI_LAB_MODEL_CONCURRENCY: model jobs running at
-    # once). Chosen with bench/load.py on 2 cores: two jobs on one thread each served 1.9x the
-    # sessions per minute of one job on two threads, with a lower p95 and no slower alone; 32
-    # waiting requests drain in about 80 s, past which "busy, try again" is kinder than a wait.
+    # once). Chosen with bench/load.py on 2 cores: two jobs on one thread each served 1.5-1.9x
+    # the sessions per minute of one job on two threads, with a lower p95 and no slower alone;
+    # 32 waiting requests drain in about a minute, past which "busy, try again" beats a wait.
     host: str = "127.0.0.1"
     port: int = 7860
     queue_size: int = 32
