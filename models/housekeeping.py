@@ -12,8 +12,8 @@ a daemon thread:
 
 `limit_heap_arenas` goes with it, once at start-up: glibc gives threads up to 8 arenas per
 core, and memory freed in many half-used arenas is fragmented beyond what a trim can return.
-With glibc's default, bench/load.py measured RSS about 300 MB higher after four ended bursts
-of 16 sessions; with 2 arenas it stays within a few tens of MB of its warm-up level.
+With glibc's default, bench/load.py measured RSS 170-310 MB higher after four ended bursts of
+16 sessions; with 2 arenas it stays within 20-95 MB of its warm-up level.
 """
 
 from __future__ import annotations
