@@ -20,16 +20,16 @@ full, try again" answer — never an exception or a hang. The run is bounded in 
 
 from __future__ import annotations
 
-import os
 import statistics
 import threading
 import time
 
 from bench.server import ROOT, running_app
+from models.hardware import usable_cores
 
 LEVELS = (8, 16, 32)
 SWEEP_SESSIONS = 8
-CORES = len(os.sched_getaffinity(0))
+CORES = usable_cores()
 # (GENAI_LAB_MODEL_CONCURRENCY, GENAI_LAB_TORCH_THREADS): one or two jobs, one thread or one per core
 SWEEP = ((1, CORES), (1, 1), (2, 1), (2, CORES))
 ARENA_BURSTS, ARENA_SESSIONS = 4, 16
@@ -130,20 +130,24 @@ def _memory_env(extra: dict[str, str], name: str) -> dict[str, str]:
             "GENAI_LAB_HOUSEKEEPING_S": str(HOUSEKEEPING_S), **extra}
 
 
+def _settled(proc) -> tuple[float, int]:
+    """RSS (MiB) and open fds once every ended session has expired and been swept."""
+    time.sleep(SETTLE_S)
+    return _process(proc.pid)
+
+
 def levels_and_memory() -> dict:
     results: dict = {}
     with running_app(_memory_env({}, "load-data")) as (url, proc):
         _warm(url)
-        time.sleep(SETTLE_S)
-        rss, fds = _process(proc.pid)
+        rss, fds = _settled(proc)
         memory = {"rss_after_warmup_mib": round(rss), "fds_after_warmup": fds}
         first = 0
         for round_no in (1, 2):
             for sessions in LEVELS:
                 results[f"round{round_no}_sessions_{sessions}"] = run_level(url, sessions, first)
                 first += sessions
-            time.sleep(SETTLE_S)
-            rss, fds = _process(proc.pid)
+            rss, fds = _settled(proc)
             memory.update({f"rss_round{round_no}_sessions_ended_mib": round(rss),
                            f"fds_round{round_no}_sessions_ended": fds})
         memory["rss_growth_mib"] = memory["rss_round2_sessions_ended_mib"] - memory["rss_after_warmup_mib"]
@@ -154,17 +158,13 @@ def levels_and_memory() -> dict:
 def heap_arenas() -> dict:
     """RSS after each of four ended bursts, glibc's default arenas against the app's cap."""
     results = {}
-    for arenas in (0, None):  # 0 = glibc default; None = the app's default (config.py)
-        extra = {} if arenas is None else {"GENAI_LAB_HEAP_ARENAS": str(arenas)}
-        label = "glibc_default" if arenas == 0 else "app_default"
+    for label, extra in {"glibc_default": {"GENAI_LAB_HEAP_ARENAS": "0"}, "app_default": {}}.items():
         with running_app(_memory_env(extra, f"load-arenas-{label}")) as (url, proc):
             _warm(url)
-            time.sleep(SETTLE_S)
-            rss = [_process(proc.pid)[0]]
+            rss = [_settled(proc)[0]]
             for burst in range(ARENA_BURSTS):
                 run_level(url, ARENA_SESSIONS, 1000 * (burst + 1))
-                time.sleep(SETTLE_S)
-                rss.append(_process(proc.pid)[0])
+                rss.append(_settled(proc)[0])
         results[label] = {"rss_warm_mib": round(rss[0]),
                           **{f"rss_after_burst{i}_mib": round(r) for i, r in enumerate(rss[1:], 1)},
                           "growth_mib": round(rss[-1] - rss[0])}

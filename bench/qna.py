@@ -100,7 +100,7 @@ def main() -> dict:
     import torch
 
     from config import Settings
-    from models.hardware import intra_op_threads
+    from models.hardware import intra_op_threads, usable_cores
     from models.registry import ModelRegistry
 
     results = {}
@@ -110,7 +110,7 @@ def main() -> dict:
     lm = ModelRegistry(settings).chat_model()
     torch.set_num_threads(intra_op_threads(settings))  # as app.py's configure_torch does
     results.update(generation_speed(lm))
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(usable_cores())
     results["one_thread_per_core"] = generation_speed(lm)
     return results
 

@@ -19,6 +19,7 @@ from models.registry import CausalLM
 
 SEEDED_SAMPLING = threading.Lock()  # held while a sampled generate() draws from torch's global RNG
 
+
 class PromptTooLong(ValueError):
     """Even the newest message alone does not fit the context budget."""
 

@@ -21,13 +21,17 @@ FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf
 MATMUL_HINTS = ("linear", "addmm", "mm", "matmul", "int4pack", "quantized::", "gemm")
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, not every core of the host)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def intra_op_threads(settings) -> int:
     """torch threads per model job: GENAI_LAB_TORCH_THREADS, else the usable cores shared among
     the model jobs that run at once (more would make those jobs fight over the same cores)."""
     if settings.torch_threads > 0:
         return settings.torch_threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, settings.model_concurrency))
+    return max(1, usable_cores() // max(1, settings.model_concurrency))
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool]:

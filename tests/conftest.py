@@ -6,6 +6,7 @@ registry converts the packaged weights into the cache once, every later test reu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -67,17 +68,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(settings, registry):
-    """The whole app launched on loopback once per test run; yields its URL."""
+@contextlib.contextmanager
+def launched_app(settings, registry):
+    """The whole app built with these settings and launched on loopback; yields its URL."""
     from app import build_demo, launch_kwargs
 
     demo = build_demo(settings, registry)
     port = free_port()
     options = {**launch_kwargs(settings), "server_name": "127.0.0.1", "server_port": port}
     demo.launch(prevent_thread_lock=True, quiet=True, **options)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(settings, registry):
+    """The whole app launched on loopback once per test run; yields its URL."""
+    with launched_app(settings, registry) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

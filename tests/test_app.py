@@ -47,12 +47,11 @@ def test_qna_empty_question_is_rejected_with_message(client):
 
 
 def test_torch_threads_are_the_cores_shared_among_model_jobs(settings):
-    import os
     from dataclasses import replace
 
-    from models.hardware import intra_op_threads
+    from models.hardware import intra_op_threads, usable_cores
 
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     assert intra_op_threads(replace(settings, torch_threads=0, model_concurrency=1)) == cores
     assert intra_op_threads(replace(settings, torch_threads=0, model_concurrency=2)) == max(1, cores // 2)
     assert intra_op_threads(replace(settings, torch_threads=0, model_concurrency=4 * cores)) == 1

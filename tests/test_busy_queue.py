@@ -11,7 +11,7 @@ import threading
 from dataclasses import replace
 
 import pytest
-from conftest import free_port
+from conftest import launched_app
 from gradio_client import Client
 
 STUDENTS = 6
@@ -19,15 +19,8 @@ STUDENTS = 6
 
 @pytest.fixture(scope="module")
 def tiny_queue_url(settings, registry):
-    from app import build_demo, launch_kwargs
-
-    small = replace(settings, queue_size=1, model_concurrency=1)
-    demo = build_demo(small, registry)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True,
-                **{**launch_kwargs(small), "server_name": "127.0.0.1", "server_port": port})
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with launched_app(replace(settings, queue_size=1, model_concurrency=1), registry) as url:
+        yield url
 
 
 def test_a_full_queue_turns_requests_away_clearly_and_keeps_serving(tiny_queue_url):

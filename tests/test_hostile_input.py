@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from test_rag_app import rows
 
 SCRIPT = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
 
@@ -133,9 +134,8 @@ def test_a_hostile_upload_batch_through_the_app_loses_nothing(app_url, tmp_path)
     client = Client(app_url, verbose=False)
     report, status, docs, _ = client.predict([handle_file(str(tmp_path / n)) for n in files], 64, 8, "tokens",
                                              api_name="/rag_ingest")
-    report = report["data"] if isinstance(report, dict) else report
     by_status = {}
-    for name, state, *_, message in report:
+    for name, state, *_, message in rows(report):
         by_status.setdefault(state, []).append((name, message))
     assert "2 of 5 file(s) indexed" in status
     marked, long_name = sorted(name for name, _ in by_status["added"])
