@@ -72,7 +72,7 @@ def server_figures(registry) -> dict:
             times.append(time.perf_counter() - start)
     data = out[0]
     assert data.n_tokens == 64, data.n_tokens
-    from models.attention import decoder_attention, encoder_attention
+    from models.attention.capture import decoder_attention, encoder_attention
 
     encoder = registry.encoder_with_attention()
     forward, views = [], []
@@ -100,8 +100,8 @@ def iframe_render_seconds(registry) -> float | None:
         return None
     from playwright.sync_api import sync_playwright
 
-    from models.attention import encoder_attention
-    from models.bertviz_html import views_document
+    from models.attention.bertviz_html import views_document
+    from models.attention.capture import encoder_attention
 
     att, tokens, b_start, _ = encoder_attention(registry.encoder_with_attention(), TEXTS[0]).for_views()
     document = views_document(att, tokens, b_start)

@@ -32,8 +32,8 @@ def main() -> dict:
     import torch
 
     from config import Settings
-    from models.decoding import GREEDY, SAMPLING, DecodeConfig, encode_prompt, normalize, stream_steps
-    from models.decoding_code import generate_kwargs
+    from models.decoding.code import generate_kwargs
+    from models.decoding.steps import GREEDY, SAMPLING, DecodeConfig, encode_prompt, normalize, stream_steps
     from models.hardware import intra_op_threads
     from models.registry import ModelRegistry
 

@@ -69,7 +69,7 @@ def generation_speed(lm) -> dict:
     import torch
 
     from models.chat import generation_kwargs, stream_answer
-    from models.qna import prepare_question
+    from models.qna.prompt import prepare_question
 
     prepared = prepare_question(lm, QUESTION, "", None, max_new_tokens=MAX_NEW_TOKENS, context_tokens=2048)
     # Never stop early on EOS, so both sides generate exactly the same number of tokens.

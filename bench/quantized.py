@@ -33,7 +33,7 @@ def _settings():
 
 
 def model_figures(registry, model_key: str) -> dict:
-    from models import quant_report as report
+    from models.quant import report
 
     start = time.perf_counter()
     cost = report.compare_table(registry, model_key, PROMPT, NEW_TOKENS)

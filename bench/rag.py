@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from config import Settings
-from models.chunking import Chunk, make_splitter, split_document
-from models.documents import load_document, load_folder, text_pdf
-from models.rag_eval import CORPUS_DIR, load_questions
-from models.rag_ingest import ingest
+from models.rag.chunking import Chunk, make_splitter, split_document
+from models.rag.documents import load_document, load_folder, text_pdf
+from models.rag.evaluation import CORPUS_DIR, load_questions
+from models.rag.ingest import ingest
+from models.rag.store import DocumentStore
 from models.registry import ModelRegistry
 from models.similarity import split_sentences
-from models.vector_store import DocumentStore
 
 N_CHUNKS = 5000
 N_QUERIES = 120

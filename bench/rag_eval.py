@@ -4,15 +4,15 @@
     PYTHONPATH=. .venv/bin/python -m bench.rag_eval --chunk-size 256 --overlap 32 -k 2
     PYTHONPATH=. .venv/bin/python -m bench.rag_eval --unit characters --chunk-size 500 --overlap 50
 
-The same computation as the tab's "Run evaluation" button (models/rag_eval.py).
+The same computation as the tab's "Run evaluation" button (models/rag/evaluation.py).
 """
 
 from __future__ import annotations
 
 from config import Settings
-from models.chunking import make_splitter
-from models.documents import load_folder
-from models.rag_eval import CORPUS_DIR, evaluate, load_questions
+from models.rag.chunking import make_splitter
+from models.rag.documents import load_folder
+from models.rag.evaluation import CORPUS_DIR, evaluate, load_questions
 from models.registry import ModelRegistry
 
 SWEEP = [(64, 8), (128, 16), (256, 32)]

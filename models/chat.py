@@ -35,6 +35,43 @@ class ChatPrompt:
         return len(self.input_ids)
 
 
+def message_text(content) -> str:
+    """Text of a chat message's content: a string, a typed part ({"text"} or {"value"}), a list of
+    parts (Gradio 6), or None."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or content.get("value") or "")
+    if isinstance(content, (list, tuple)):
+        return "".join(message_text(part) for part in content)
+    return "" if content is None else str(content)
+
+
+def chat_text(tokenizer, messages: list[dict]) -> str:
+    """The prompt text the model sees for `messages`: its chat template with the assistant's turn
+    opened, or the last message's plain text for a tokenizer without a template."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return message_text(messages[-1]["content"]) if messages else ""
+
+
+def encode_chat(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of `chat_text(messages)`; the template already holds any special tokens."""
+    return tokenizer(chat_text(tokenizer, messages), add_special_tokens=False)["input_ids"]
+
+
+def user_message(prompt: str) -> list[dict]:
+    return [{"role": "user", "content": prompt}]
+
+
+def eos_ids(tokenizer, model) -> set[int]:
+    """Every token id that ends generation: the tokenizer's EOS and the generation config's list."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {int(i) for i in ids if i is not None}
+
+
 def count_tokens(lm: CausalLM, text: str) -> int:
     return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -48,7 +85,7 @@ def truncate_tokens(lm: CausalLM, text: str, max_tokens: int) -> tuple[str, int]
 
 
 def _render(lm: CausalLM, messages: list[dict]) -> tuple[str, list[int]]:
-    text = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = chat_text(lm.tokenizer, messages)
     return text, lm.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 

@@ -28,8 +28,10 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def embed(encoder, texts: list[str]) -> np.ndarray:
-    return np.asarray(encoder.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True))
+def embed(encoder, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """Unit-length sentence vectors (n, dim) from a SentenceTransformer: every caller's one way in."""
+    return np.asarray(encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False))
 
 
 def cosine_matrix(encoder, a: list[str], b: list[str]) -> np.ndarray:

@@ -14,8 +14,10 @@ from dataclasses import fields
 
 import gradio as gr
 
-from models.beams import beam_search
-from models.decoding import (
+from models.decoding.beams import beam_search
+from models.decoding.code import python_snippet
+from models.decoding.presets import COMPARE, CURRENT, PRESETS, compare_config
+from models.decoding.steps import (
     BAND_COLORS,
     BEAM,
     SAMPLING,
@@ -26,8 +28,6 @@ from models.decoding import (
     stream_steps,
     temperature_sweep,
 )
-from models.decoding_code import python_snippet
-from models.decoding_presets import COMPARE, CURRENT, PRESETS, compare_config
 from models.registry import CHAT, ModelRegistry
 from tabs import decoding_views as views
 from tabs.common import escape, model_queue, user_errors

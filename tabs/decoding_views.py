@@ -1,4 +1,4 @@
-"""Tables and charts of the decoding playground, built from the plain records of models/decoding.py.
+"""Tables and charts of the decoding playground, built from the plain records of models/decoding/steps.py.
 
 No gradio and no model here: pandas DataFrames for gr.Dataframe, matplotlib Figures (object
 API, no pyplot state shared between requests) for gr.Plot.
@@ -11,7 +11,7 @@ from html import escape
 import pandas as pd
 from matplotlib.figure import Figure
 
-from models.decoding import BAND_COLORS, Step, probability_band, show_token
+from models.decoding.steps import BAND_COLORS, Step, probability_band, show_token
 
 
 def _plot_label(token: str) -> str:

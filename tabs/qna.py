@@ -13,9 +13,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from models import qna
 from models.chat import stream_answer
-from models.extractive import extract_answer
+from models.qna import prompt as qna
+from models.qna.extractive import extract_answer
 from models.registry import EXTRACTIVE_QA, ModelRegistry, ModelUnavailable
 from tabs.common import model_queue, user_errors
 

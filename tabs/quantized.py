@@ -15,9 +15,9 @@ import gradio as gr
 import pandas as pd
 
 from models import hardware
-from models import quant_report as report
-from models import quant_run as run
-from models import quant_schemes as qs
+from models.chat import eos_ids
+from models.quant import report, run
+from models.quant import schemes as qs
 from models.registry import CHAT, ENCODER
 from tabs import quantized_views as views
 from tabs.common import model_queue, user_errors
@@ -71,7 +71,7 @@ def stream_chat(registry, key: str, prompt: str, max_new: int, progress):
     """Greedy tokens of fp32 and the scheme, interleaved one step at a time."""
     lm = registry.chat_model()
     built = qs.quantized(registry, CHAT, key, _progress(progress))
-    ids, eos = run.chat_ids(lm.tokenizer, prompt), run.eos_ids(lm.tokenizer, lm.model)
+    ids, eos = run.chat_ids(lm.tokenizer, prompt), eos_ids(lm.tokenizer, lm.model)
     full_ids, quant_ids = [], []
     steps = zip_longest(run.greedy(lm.model, ids, max_new, eos), run.greedy(built.model, ids, max_new, eos))
     note = source_note(registry, CHAT)

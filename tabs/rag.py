@@ -14,15 +14,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from models import rag_chain
-from models.chunking import boundary_preview, make_splitter, size_stats, split_document
-from models.citations import cite, sources_html
-from models.documents import DocumentError, load_document
 from models.housekeeping import Housekeeper
-from models.rag_eval import CORPUS_DIR, evaluate, load_questions
-from models.rag_ingest import STAGES, ensure_sample, ingest
+from models.rag import chain as rag_chain
+from models.rag.chunking import boundary_preview, make_splitter, size_stats, split_document
+from models.rag.citations import cite, sources_html
+from models.rag.documents import DocumentError, load_document
+from models.rag.evaluation import CORPUS_DIR, evaluate, load_questions
+from models.rag.ingest import STAGES, ensure_sample, ingest
+from models.rag.store import DocumentStore
 from models.registry import ModelRegistry
-from models.vector_store import DocumentStore
 from tabs.common import escape, model_queue, user_errors
 
 REPORT_HEADERS = ["file", "status", "kind", "pages", "chunks", "message"]
@@ -236,7 +236,7 @@ def ask_api(registry, store, settings, question: str, top_k: int, threshold: flo
 def run_eval(registry, chunk_size, overlap, unit, top_k, progress=gr.Progress()):
     progress(0.1, desc="Embedding the sample corpus and the questions…")
     encoder = registry.sentence_encoder()
-    from models.documents import load_folder
+    from models.rag.documents import load_folder
 
     report = evaluate(encoder, load_folder(CORPUS_DIR), load_questions(),
                       splitter_for(registry, chunk_size, overlap, unit), int(top_k))

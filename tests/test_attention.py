@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.attention import HEATMAP_LIMIT, decoder_attention, encoder_attention
-from models.attention_math import walk_through
-from models.head_knockout import heads_off, knockout, parse_heads
-from models.head_stats import head_stats, head_types
+from models.attention.capture import HEATMAP_LIMIT, decoder_attention, encoder_attention
+from models.attention.head_stats import head_stats, head_types
+from models.attention.knockout import heads_off, knockout, parse_heads
+from models.attention.walkthrough import walk_through
 
 
 @pytest.fixture(scope="module")

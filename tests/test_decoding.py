@@ -7,7 +7,8 @@ import threading
 import pytest
 import torch
 
-from models.decoding import (
+from models.decoding.code import generate_kwargs, python_snippet
+from models.decoding.steps import (
     BEAM,
     CONTRASTIVE,
     GREEDY,
@@ -20,7 +21,6 @@ from models.decoding import (
     stream_steps,
     temperature_sweep,
 )
-from models.decoding_code import generate_kwargs, python_snippet
 
 PROMPT = "The three primary colours are"
 
@@ -164,7 +164,7 @@ def test_temperature_zero_runs_greedy(lm):
 
 
 def test_beam_search_scores(lm):
-    from models.beams import beam_search
+    from models.decoding.beams import beam_search
 
     cfg, _ = normalize(DecodeConfig(strategy=BEAM, num_beams=3, num_return_sequences=3, max_new_tokens=8,
                                     length_penalty=1.0, chat_template=False))
@@ -198,7 +198,7 @@ def test_snippet_is_valid_python_with_the_settings():
 
 
 def test_presets_show_their_effects(lm):
-    from models.decoding_presets import PRESETS
+    from models.decoding.presets import PRESETS
 
     def ngrams(ids, n):
         return [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
@@ -214,7 +214,7 @@ def test_presets_show_their_effects(lm):
 def test_views_survive_hostile_tokens():
     import io
 
-    from models.decoding import Candidate, Stage, Step
+    from models.decoding.steps import Candidate, Stage, Step
     from tabs.decoding_views import step_summary, strip_figure, temperature_figure
 
     step = Step(0, 5, "<script>$x`", 0.6, [Stage("raw softmax", 9, 1.0, 2.0, 0.6, 1)],

@@ -10,7 +10,7 @@ import torch
 from conftest import screenshot
 from gradio_client.exceptions import AppError
 
-from models.decoding import encode_prompt
+from models.decoding.steps import encode_prompt
 
 PROMPT = "The three primary colours are"
 SCREENSHOT = Path(__file__).parent.parent / "assets" / "screenshots" / "decoding.png"

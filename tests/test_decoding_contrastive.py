@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.contrastive import contrastive_steps
-from models.decoding import CONTRASTIVE, GREEDY, DecodeConfig, encode_prompt, generate_text, normalize
+from models.decoding.contrastive import contrastive_steps
+from models.decoding.steps import CONTRASTIVE, GREEDY, DecodeConfig, encode_prompt, generate_text, normalize
 
 PROMPT = "My favourite food is"
 

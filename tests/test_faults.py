@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from models.chunking import make_splitter, split_document
-from models.documents import load_document
-from models.rag_ingest import ingest
-from models.vector_store import DocumentStore
+from models.rag.chunking import make_splitter, split_document
+from models.rag.documents import load_document
+from models.rag.ingest import ingest
+from models.rag.store import DocumentStore
 
 LONG_TEXT = " ".join(f"Sentence number {i} talks about rivers, mountains and the sea." for i in range(60)).encode()
 
@@ -68,11 +68,11 @@ def test_data_dir_deleted_while_running_is_recreated(own_settings, registry, spl
 KILLED_CHILD = """
 import sys, time
 from config import Settings
-from models.chunking import make_splitter, split_document
-from models.documents import load_document
-from models.rag_ingest import ingest
+from models.rag.chunking import make_splitter, split_document
+from models.rag.documents import load_document
+from models.rag.ingest import ingest
 from models.registry import ModelRegistry
-from models.vector_store import DocumentStore
+from models.rag.store import DocumentStore
 
 settings = Settings.from_env()
 registry = ModelRegistry(settings)

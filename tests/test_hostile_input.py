@@ -80,20 +80,20 @@ def docx_zip_bomb(unzipped_mb: int) -> bytes:
     ("<img src=x onerror=alert(1)>.txt", "<img src=x onerror=alert(1)>.txt"),  # kept as text; escaped on display
 ])
 def test_upload_names_lose_folders_and_control_characters(raw, expected):
-    from models.documents import safe_name
+    from models.rag.documents import safe_name
 
     assert safe_name(raw) == expected
 
 
 def test_very_long_upload_names_are_shortened_keeping_the_extension():
-    from models.documents import MAX_NAME_CHARS, safe_name
+    from models.rag.documents import MAX_NAME_CHARS, safe_name
 
     name = safe_name("a" * 5000 + ".pdf")
     assert len(name) <= MAX_NAME_CHARS and name.endswith(".pdf")
 
 
 def test_docx_zip_bomb_is_refused_before_inflating():
-    from models.documents import DocumentError, load_document
+    from models.rag.documents import DocumentError, load_document
 
     bomb = docx_zip_bomb(150)
     assert len(bomb) < 1_000_000  # small on disk, 150 MB unpacked
@@ -102,7 +102,7 @@ def test_docx_zip_bomb_is_refused_before_inflating():
 
 
 def test_pdf_with_thousands_of_pages_is_bounded():
-    from models.documents import MAX_PDF_PAGES, DocumentError, load_document, text_pdf
+    from models.rag.documents import MAX_PDF_PAGES, DocumentError, load_document, text_pdf
 
     with pytest.raises(DocumentError, match=f"limit is {MAX_PDF_PAGES}"):
         load_document("huge.pdf", text_pdf(["page"] * (MAX_PDF_PAGES + 500)))
@@ -111,7 +111,7 @@ def test_pdf_with_thousands_of_pages_is_bounded():
 def test_binary_renamed_txt_is_refused_by_content():
     import os
 
-    from models.documents import DocumentError, load_document
+    from models.rag.documents import DocumentError, load_document
 
     with pytest.raises(DocumentError, match="binary content"):
         load_document("notes.txt", os.urandom(4096) + b"\0")
@@ -120,7 +120,7 @@ def test_binary_renamed_txt_is_refused_by_content():
 def test_a_hostile_upload_batch_through_the_app_loses_nothing(app_url, tmp_path):
     """Bomb, 1,500-page PDF, binary .txt and markup/RTL/very long names in one upload: the good
     files go in under safe names, each bad one gets its own message, and the app keeps serving."""
-    from models.documents import MAX_NAME_CHARS, MAX_PDF_PAGES, text_pdf
+    from models.rag.documents import MAX_NAME_CHARS, MAX_PDF_PAGES, text_pdf
 
     files = {
         "<img src=x onerror=alert(1)> مرحبا 🗼.txt": b"The night ferry to Lindholm leaves at 23:40 from pier 9.",

@@ -7,9 +7,9 @@ import threading
 import gradio as gr
 import pytest
 
-from models import qna
 from models.chat import build_prompt, stream_answer
-from models.extractive import extract_answer
+from models.qna import prompt as qna
+from models.qna.extractive import extract_answer
 from models.registry import ModelUnavailable
 from tabs import qna as qna_tab
 

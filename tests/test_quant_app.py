@@ -9,7 +9,7 @@ from conftest import screenshot
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from models import quant_schemes as qs
+from models.quant import schemes as qs
 from models.registry import CHAT, ENCODER
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "assets" / "screenshots" / "quantized.png"

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from models import quant_metrics as qm
-from models import quant_run as run
-from models import quant_schemes as qs
+from models.quant import metrics as qm
+from models.quant import run
+from models.quant import schemes as qs
 from models.registry import CHAT, ENCODER
 
 

@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from models import rag_chain
-from models.chunking import boundary_preview, make_splitter, size_stats, split_document
-from models.citations import cite, sources_html
-from models.documents import DocumentError, load_document, load_folder, sniff_kind, text_pdf
-from models.rag_eval import CORPUS_DIR, evaluate, load_questions
-from models.rag_ingest import ingest
-from models.vector_store import DocumentStore, Hit, LimitError, session_collection_name
+from models.rag import chain as rag_chain
+from models.rag.chunking import boundary_preview, make_splitter, size_stats, split_document
+from models.rag.citations import cite, sources_html
+from models.rag.documents import DocumentError, load_document, load_folder, sniff_kind, text_pdf
+from models.rag.evaluation import CORPUS_DIR, evaluate, load_questions
+from models.rag.ingest import ingest
+from models.rag.store import DocumentStore, Hit, LimitError, session_collection_name
 
 FACT = "The purple giraffe of Zanzibar guards the vault code 7731."
 

@@ -8,8 +8,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from models.documents import text_pdf
-from models.rag_chain import NO_ANSWER
+from models.rag.chain import NO_ANSWER
+from models.rag.documents import text_pdf
 
 FACT = "The purple giraffe of Zanzibar guards the vault code 7731."
 HOSTILE = "Giraffes in Zanzibar love <b>bold</b> acacia leaves <script>alert('x')</script> at dawn."

@@ -19,7 +19,7 @@ def session_collections_holding(settings, source: str) -> list[str]:
     """Names of session collections (in the app's embedded store) holding chunks of `source`."""
     from chromadb.errors import NotFoundError
 
-    from models.vector_store import SESSION_PREFIX, make_client
+    from models.rag.store import SESSION_PREFIX, make_client
 
     client = make_client(settings)
     names = []

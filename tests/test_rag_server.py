@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from models.chunking import make_splitter
-from models.rag_ingest import ingest
-from models.vector_store import DocumentStore, session_collection_name
+from models.rag.chunking import make_splitter
+from models.rag.ingest import ingest
+from models.rag.store import DocumentStore, session_collection_name
 
 CHROMA = Path(sys.executable).parent / "chroma"
 FACT = "The lighthouse keeper's parrot is named Admiral Pickles."

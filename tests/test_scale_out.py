@@ -64,7 +64,7 @@ def test_two_replicas_share_one_chroma_server_with_private_sessions(replicas, ch
     from chromadb.config import Settings as ChromaSettings
     from gradio_client import Client, handle_file
 
-    from models.vector_store import SESSION_PREFIX
+    from models.rag.store import SESSION_PREFIX
 
     first, second = replicas
     notes = tmp_path / "observatory.txt"

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from models.chat import encode_chat, user_message
+
 HEATMAP_LIMIT = 256  # tokens the model sees (the heatmap handles this many)
 VIEW_LIMIT = 64  # tokens drawn by the bertviz views (they get slow past this)
 MAX_NEW_TOKENS = 16
@@ -148,8 +150,7 @@ def decoder_attention(lm, prompt: str, new_tokens: int = 0, max_tokens: int = HE
     new_tokens = max(0, min(int(new_tokens or 0), MAX_NEW_TOKENS))
     tok = lm.tokenizer
     if chat_template:
-        ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                      tokenize=True, return_dict=True)["input_ids"]
+        ids = encode_chat(tok, user_message(prompt))
     else:
         ids = tok(prompt)["input_ids"]
     notices = []

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.chat import ChatPrompt, build_prompt, count_tokens, truncate_tokens
-from models.extractive import Span
+from models.chat import ChatPrompt, build_prompt, count_tokens, message_text, truncate_tokens
+from models.qna.extractive import Span
 from models.registry import CausalLM
 from models.similarity import best_match, sentence_spans
 
@@ -33,16 +33,6 @@ class PreparedQuestion:
     context: str  # as sent (possibly truncated)
     notices: list[str] = field(default_factory=list)
 
-
-def message_text(content) -> str:
-    """Text of a chat message's content, whether a string or a list of typed parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or content.get("value") or "")
-    if isinstance(content, (list, tuple)):
-        return "".join(message_text(part) for part in content)
-    return "" if content is None else str(content)
 
 
 def plain_history(history: list[dict] | None) -> list[dict]:

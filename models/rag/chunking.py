@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from models.documents import ParsedDocument
+from models.rag.documents import ParsedDocument
 
 UNITS = ("tokens", "characters")
 

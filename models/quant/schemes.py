@@ -17,7 +17,6 @@ Change the choice here only; the tab and the bench read SCHEMES.
 from __future__ import annotations
 
 import copy
-import ctypes
 import gc
 import hashlib
 import logging
@@ -33,8 +32,10 @@ import numpy as np
 import psutil
 import torch
 
-from models import quant_metrics as qm
+from models.housekeeping import release_free_heap
+from models.quant import metrics as qm
 from models.registry import CHAT, ENCODER, ModelRegistry
+from models.similarity import embed
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -79,8 +80,7 @@ class TorchEncoder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         with torch.no_grad():
-            return self.st.encode(texts, batch_size=32, convert_to_numpy=True,
-                                  normalize_embeddings=True, show_progress_bar=False)
+            return embed(self.st, texts)
 
 
 class OrtEncoder:
@@ -225,10 +225,7 @@ def scheme(model_key: str, key: str) -> Scheme:
 def _rss() -> int:
     """Resident memory after handing freed heap pages back to the OS (glibc keeps them otherwise)."""
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    release_free_heap()
     return psutil.Process().memory_info().rss
 
 

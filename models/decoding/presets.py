@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from models.decoding import BEAM, CONTRASTIVE, GREEDY, SAMPLING, DecodeConfig
+from models.decoding.steps import BEAM, CONTRASTIVE, GREEDY, SAMPLING, DecodeConfig
 
 LOOP_PROMPT = "The cat sat on the mat. The dog sat on the"  # greedy falls into a loop within 80 tokens
 STORY_PROMPT = "The best thing about living in a small town is that"

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models import hardware
-from models import quant_run as run
-from models import quant_schemes as qs
+from models.chat import eos_ids
+from models.quant import run
+from models.quant import schemes as qs
 from models.registry import CHAT, ENCODER, ModelRegistry
 
 MB = 1e6
@@ -57,7 +58,7 @@ def compare_table(registry: ModelRegistry, model_key: str, prompt: str, max_new:
     base = qs.full(registry, model_key)
     if model_key == CHAT:
         lm = registry.chat_model()
-        ids, eos = run.chat_ids(lm.tokenizer, prompt), run.eos_ids(lm.tokenizer, lm.model)
+        ids, eos = run.chat_ids(lm.tokenizer, prompt), eos_ids(lm.tokenizer, lm.model)
 
         def timing(model):
             return run.timed_generation(model, ids, int(max_new), eos)

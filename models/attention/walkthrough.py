@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.attention import AttentionData, attention_modules, head_dim, thread_hook
+from models.attention.capture import AttentionData, attention_modules, head_dim, thread_hook
 
 MASKED = -1e30  # additive mask values below this mean "cannot attend" (shown as -inf)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-VENDOR = Path(__file__).resolve().parent.parent / "assets" / "vendor"
+VENDOR = Path(__file__).resolve().parents[2] / "assets" / "vendor"
 # Loaded as plain scripts before require.js exists, so d3/jQuery become window globals
 # (an anonymous AMD define() in an inline script would be a require.js "mismatch" error).
 LIBS = ("d3/d3.min.js", "jquery/jquery.min.js", "requirejs/require.js")

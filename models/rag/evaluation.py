@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models.chunking import Chunk, split_document
-from models.documents import ParsedDocument
+from models.rag.chunking import Chunk, split_document
+from models.rag.documents import ParsedDocument
+from models.similarity import embed
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CORPUS_DIR = ASSETS / "corpus"
 QUESTIONS_PATH = ASSETS / "eval" / "rag_questions.json"
 
@@ -66,10 +67,8 @@ def evaluate(encoder, docs: list[ParsedDocument], questions: list[EvalQuestion],
     chunks = [c for doc in docs for c in split_document(doc, splitter)]
     if not chunks:
         raise ValueError("The corpus produced no chunks.")
-    chunk_vecs = encoder.encode([c.text for c in chunks], batch_size=batch_size,
-                                normalize_embeddings=True, convert_to_numpy=True)
-    q_vecs = encoder.encode([q.question for q in questions], batch_size=batch_size,
-                            normalize_embeddings=True, convert_to_numpy=True)
+    chunk_vecs = embed(encoder, [c.text for c in chunks], batch_size)
+    q_vecs = embed(encoder, [q.question for q in questions], batch_size)
     order = np.argsort(-(q_vecs @ chunk_vecs.T), axis=1)[:, :k]
     hits = recips = doc_hits = answerable = 0.0
     rows = []

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.attention import AttentionData
-from models.head_stats import METRICS, TYPE_COLORS, TYPE_LABELS, HeadStats, head_types
+from models.attention.capture import AttentionData
+from models.attention.head_stats import METRICS, TYPE_COLORS, TYPE_LABELS, HeadStats, head_types
 
 MAX_LABELS = 96  # beyond this many tokens, only every k-th tick is labelled
 SHORT = {"previous": "prev", "self": "self", "first": "sink", "sep": "SEP", "broad": "broad", "mixed": "mixed"}

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 
-from models.chunking import Chunk
+from models.rag.chunking import Chunk
+from models.similarity import embed
 
 log = logging.getLogger(__name__)
 SESSION_PREFIX = "session-"
@@ -51,8 +52,7 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
     def __call__(self, input: Documents) -> Embeddings:
         if self.encoder is None:
             raise RuntimeError("MiniLMEmbedding was built without an encoder")
-        return list(self.encoder.encode(list(input), batch_size=self.batch_size,
-                                        normalize_embeddings=True, convert_to_numpy=True))
+        return list(embed(self.encoder, list(input), self.batch_size))
 
     @staticmethod
     def name() -> str:
@@ -184,7 +184,7 @@ class DocumentStore:
 
     def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         encoder = self._encoder_factory()
-        return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        return embed(encoder, texts, batch_size)
 
     def _open(self, name: str, metadata: dict | None = None):
         client = self.client  # first, so a deleted store drops its stale handles

@@ -22,9 +22,9 @@ from langchain_core.messages import convert_to_openai_messages
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
-from models.chat import ChatPrompt, PromptTooLong, build_prompt, stream_answer
+from models.chat import ChatPrompt, PromptTooLong, build_prompt, message_text, stream_answer
+from models.rag.store import Hit
 from models.similarity import split_sentences
-from models.vector_store import Hit
 
 NO_ANSWER = "The documents don't contain the answer to this question."
 
@@ -79,16 +79,6 @@ def to_chat_messages(prompt_value) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]}
             for m in convert_to_openai_messages(prompt_value.to_messages())]
 
-
-def message_text(content) -> str:
-    """Text of a chat message's content: a string or a list of typed parts (Gradio 6)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or "")
-    if isinstance(content, (list, tuple)):
-        return "".join(message_text(part) for part in content)
-    return ""
 
 
 def format_history(history: list[dict], max_turns: int = 4, max_chars: int = 300) -> str:

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import quant_metrics as qm
-from models import quant_schemes as qs
+from models.chat import encode_chat, user_message
+from models.quant import metrics as qm
+from models.quant import schemes as qs
 from models.registry import CHAT, ENCODER, ModelRegistry
 
-EVAL_DIR = Path(__file__).resolve().parent.parent / "assets" / "eval"
+EVAL_DIR = Path(__file__).resolve().parents[2] / "assets" / "eval"
 REF_TOKENS = 320  # the whole bundled text (~300 tokens): stable averages, seconds per scheme
 TOP_K = 3
 NOISE = "fp32 again (noise floor)"
@@ -65,9 +66,7 @@ def other_thread_count() -> int:
 def chat_ids(tokenizer, prompt: str) -> torch.Tensor:
     """[1, T] ids of the prompt in the model's chat template (plain text when it has none)."""
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-        return tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+        return torch.tensor([encode_chat(tokenizer, user_message(prompt))])
     return tokenizer(prompt, return_tensors="pt").input_ids
 
 
@@ -84,12 +83,6 @@ def greedy(model, ids: torch.Tensor, max_new: int, eos: set[int]) -> Iterator[tu
             out = model(input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values,
                         use_cache=True)
 
-
-def eos_ids(tokenizer, model) -> set[int]:
-    ids = {tokenizer.eos_token_id}
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    ids.update(configured if isinstance(configured, list) else [configured])
-    return {i for i in ids if i is not None}
 
 
 def timed_generation(model, ids: torch.Tensor, max_new: int, eos: set[int]) -> dict:

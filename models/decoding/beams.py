@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from models.decoding import DecodeConfig, TextAssembler, encode_prompt
-from models.decoding_code import generate_kwargs
+from models.decoding.code import generate_kwargs
+from models.decoding.steps import DecodeConfig, TextAssembler, encode_prompt
 
 
 @dataclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.attention import AttentionData, attention_modules, head_dim, output_projections, thread_hook
+from models.attention.capture import AttentionData, attention_modules, head_dim, output_projections, thread_hook
 
 TOP_K = 5
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from models.rag.store import Hit
 from models.similarity import cosine_matrix, sentence_spans, split_sentences
-from models.vector_store import Hit
 
 _MODEL_MARKER = re.compile(r"\s*\[(\d+)\]")
 

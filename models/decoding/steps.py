@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache, LogitsProcessor
 
-from models.contrastive import contrastive_steps
-from models.decoding_config import (  # noqa: F401 (re-exported: the playground's public names)
+from models.chat import encode_chat, eos_ids, user_message
+from models.decoding.config import (  # noqa: F401 (re-exported: the playground's public names)
     BEAM,
     CONTRASTIVE,
     GREEDY,
@@ -32,6 +32,7 @@ from models.decoding_config import (  # noqa: F401 (re-exported: the playground'
     build_stages,
     normalize,
 )
+from models.decoding.contrastive import contrastive_steps
 
 N_CANDIDATES = 12  # rows of the candidates table (top of the raw and of the final distribution)
 N_STRIP = 40  # segments of the cumulative strip kept for the chart
@@ -75,9 +76,7 @@ class Step:
 def encode_prompt(tokenizer, prompt: str, chat_template: bool) -> torch.Tensor:
     """Token ids (1, n) of the raw prompt, or of the prompt wrapped in the chat template."""
     if chat_template:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-        return tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        return torch.tensor([encode_chat(tokenizer, user_message(prompt))])
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     if ids.shape[1] == 0:
         raise ValueError("The prompt is empty: type something for the model to continue.")
@@ -175,16 +174,11 @@ class TextAssembler:
         return piece
 
 
-def eos_ids(lm) -> set[int]:
-    eos = lm.model.generation_config.eos_token_id
-    eos = eos if isinstance(eos, list) else [eos]
-    return {int(e) for e in eos if e is not None} | {int(lm.tokenizer.eos_token_id)}
-
 
 def stream_steps(lm, prompt: str, cfg: DecodeConfig) -> Iterator[Step]:
     """Generate token by token (greedy, sampling or contrastive), yielding one `Step` each.
 
-    `cfg` must already be normalized. Beam search has its own module (models/beams.py).
+    `cfg` must already be normalized. Beam search has its own module (models/decoding/beams.py).
     """
     if cfg.strategy == BEAM:
         raise ValueError("Beam search keeps several hypotheses: use models.beams.beam_search.")
@@ -192,7 +186,7 @@ def stream_steps(lm, prompt: str, cfg: DecodeConfig) -> Iterator[Step]:
     input_ids = encode_prompt(tok, prompt, cfg.chat_template)
     recorder = Recorder(tok, build_stages(cfg))
     text = TextAssembler(tok)
-    stop = eos_ids(lm)
+    stop = eos_ids(lm.tokenizer, lm.model)
     if cfg.strategy == CONTRASTIVE:
         yield from _contrastive(lm, input_ids, cfg, recorder, text, stop)
         return
@@ -235,7 +229,7 @@ def generate_text(lm, prompt: str, cfg: DecodeConfig) -> tuple[str, list[Step], 
     """Run to the end: (generated text, steps, notes). Beam search returns the best beam."""
     cfg, notes = normalize(cfg)
     if cfg.strategy == BEAM:
-        from models.beams import beam_search
+        from models.decoding.beams import beam_search
 
         return beam_search(lm, prompt, cfg).beams[0].text, [], notes
     steps = list(stream_steps(lm, prompt, cfg))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.chunking import Chunk, make_splitter, split_document
-from models.documents import DocumentError, ParsedDocument, content_hash, load_document, load_folder, safe_name
-from models.vector_store import DocumentStore, LimitError
+from models.rag.chunking import Chunk, make_splitter, split_document
+from models.rag.documents import DocumentError, ParsedDocument, content_hash, load_document, load_folder, safe_name
+from models.rag.store import DocumentStore, LimitError
 
 STAGES = ("parse", "split", "embed", "store")
 SAMPLE_CHUNKING = {"chunk_size": 128, "chunk_overlap": 16, "unit": "tokens"}

@@ -6,7 +6,7 @@ bench and the tests call `generate()` with it, so the snippet is the code that w
 
 from __future__ import annotations
 
-from models.decoding import BEAM, CONTRASTIVE, SAMPLING, DecodeConfig
+from models.decoding.steps import BEAM, CONTRASTIVE, SAMPLING, DecodeConfig
 
 
 def generate_kwargs(cfg: DecodeConfig) -> dict:
