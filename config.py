@@ -52,15 +52,13 @@ class Settings:
     offline: bool | None = None
     # Server (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT) and queue (GENAI_LAB_QUEUE_SIZE: requests
     # waiting before new ones are turned away; GENAI_LAB_MODEL_CONCURRENCY: model jobs running at
-    # once). Chosen with bench/load.py on 2 cores: two jobs on one thread each served 1.5-1.9x
-    # the sessions per minute of one job on two threads, with a lower p95 and no slower alone;
-    # 32 waiting requests drain in about a minute, past which "busy, try again" beats a wait.
+    # once). Both defaults come from bench/load.py's settings sweep (figures in bench/RESULTS.md).
     host: str = "127.0.0.1"
     port: int = 7860
     queue_size: int = 32
     model_concurrency: int = 2
-    # Sessions whose UI state gradio keeps in memory (about 0.4 MB each for this app; the least
-    # recently used is dropped beyond this; gradio's own default is 10000) (GENAI_LAB_SESSION_CAPACITY).
+    # Sessions whose UI state gradio keeps in memory; the least recently used is dropped beyond
+    # this (gradio's own default is 10000) (GENAI_LAB_SESSION_CAPACITY).
     session_capacity: int = 500
     # Load the default models in the background once the UI is up (GENAI_LAB_WARMUP).
     warmup: bool = True

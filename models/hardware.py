@@ -9,7 +9,6 @@ torch profiler (one forward pass) and from the ONNX graph, rather than guessing.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -22,8 +21,13 @@ MATMUL_HINTS = ("linear", "addmm", "mm", "matmul", "int4pack", "quantized::", "g
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, not every core of the host)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Cores this process may really use: the smallest of the host's cores, its CPU affinity and
+    its container's CPU quota (cgroup v2 `cpu.max` or v1 `cfs_quota_us`, rounded up). A Space or
+    any container may show the host's 16 cores while granting 2 vCPUs; sizing threads from the
+    host would make them fight over the quota. joblib (loky) reads all three."""
+    from joblib import cpu_count
+
+    return max(1, cpu_count(only_physical_cores=False))
 
 
 def intra_op_threads(settings) -> int:
