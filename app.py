@@ -1,8 +1,10 @@
 """genai-lab: see how transformers and LLMs work, one tab per idea.
 
-`build_demo(settings, registry)` assembles the tabs; the module-level `demo` is what a
-Hugging Face Space (or `gradio app.py`) serves. Models load lazily, so the page is up in
-seconds and a background warm-up loads the default models after launch.
+`build_demo(settings, registry)` creates the long-lived services (model registry, document
+store, housekeeping thread), hands them to every tab and registers what ends a browser
+session; the module-level `demo` is what a Hugging Face Space (or `gradio app.py`) serves.
+Models load lazily, so the page is up in seconds and a background warm-up loads the default
+models after launch.
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ limit_heap_arenas(SETTINGS.heap_arenas)
 
 import gradio as gr  # noqa: E402
 
+from models.rag.store import DocumentStore  # noqa: E402
 from models.registry import ModelRegistry  # noqa: E402
 
 # transformers imports torchao when installed; torchao then warns that its CUDA kernels are
 # missing, which is expected on a CPU machine and would only alarm a reader of the log.
 logging.getLogger("torchao").setLevel(logging.ERROR)
 
+from models.housekeeping import Housekeeper  # noqa: E402
 from tabs import attention, decoding, qna, quantized, rag  # noqa: E402
+from tabs.common import Services  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
-# (tab title, module with build(registry, settings)), in the order a lesson goes.
+# (tab title, module with build(services, settings)), in the order a lesson goes.
 TABS = [
     ("QnA bot", qna),
     ("Decoding playground", decoding),
@@ -46,17 +51,32 @@ INTRO = (
 )
 
 
+def create_services(settings: Settings, registry: ModelRegistry | None = None) -> Services:
+    """The objects that live as long as the app: models, document store, housekeeper (not started)."""
+    registry = registry or ModelRegistry(settings)
+    store = DocumentStore(settings, registry.sentence_encoder)
+    return Services(settings, registry, store, Housekeeper(store, settings.housekeeping_s))
+
+
 def build_demo(settings: Settings | None = None, registry: ModelRegistry | None = None) -> gr.Blocks:
     settings = settings or Settings.from_env()
-    registry = registry or ModelRegistry(settings)
+    services = create_services(settings, registry)
     with gr.Blocks(title="genai-lab") as demo:
         gr.Markdown(INTRO)
         with gr.Tabs():
             for title, module in TABS:
                 with gr.Tab(title, id=module.__name__.rsplit(".", 1)[-1]):
-                    module.build(registry, settings)
+                    module.build(services, settings)
+
+    def end_session(request: gr.Request) -> None:
+        rag.end_session(services.store, request)
+
+    demo.unload(end_session)  # a closed browser tab ends its session at once; the housekeeper sweeps the rest
+    # Sweeps sessions the browser never closed (API clients) and frees their memory, off the request path.
+    services.housekeeper.start()
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.model_concurrency)
-    demo.registry = registry  # lets tests and bench reach the loaded models
+    demo.services = services  # lets tests and bench reach the services...
+    demo.registry = services.registry  # ...and the loaded models
     return demo
 
 

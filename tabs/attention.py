@@ -224,7 +224,8 @@ def knock(registry: ModelRegistry, data: attn.AttentionData | None, spec: str):
     return text, pd.DataFrame(rows, columns=["rank", "most changed token", "cosine to original"])
 
 
-def build(registry: ModelRegistry, settings) -> None:
+def build(services, settings) -> None:
+    registry = services.registry
     folder = tempfile.mkdtemp(prefix="genai-lab-attention-")  # heatmap PNGs served by this process
     enc_name, dec_name = registry.specs[ENCODER].display_name, registry.specs[CHAT].display_name
     data_state = gr.State(None, time_to_live=settings.session_ttl_s)

@@ -1,4 +1,5 @@
-"""What every tab shares: the model queue, turning failures into messages, escaping.
+"""What every tab shares: the services it is built with, the model queue, turning failures into
+messages, escaping.
 
 A handler never lets an exception reach the page as a traceback: `user_errors` logs it and
 raises `gr.Error` with a sentence the user can act on.
@@ -10,16 +11,35 @@ import functools
 import html
 import inspect
 import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from models.registry import ModelUnavailable
+
+if TYPE_CHECKING:
+    from config import Settings
+    from models.housekeeping import Housekeeper
+    from models.rag.store import DocumentStore
+    from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
 # Listeners that run a model share one concurrency group: at most settings.model_concurrency model
 # jobs run at once, each with its share of the cores (models/hardware.intra_op_threads).
 MODEL_GROUP = "model"
+
+
+@dataclass(frozen=True)
+class Services:
+    """The long-lived objects one app owns, created once by app.build_demo and handed to every
+    tab's build(services, settings): nothing in a tab outlives the request it serves."""
+
+    settings: Settings
+    registry: ModelRegistry  # the models, loaded lazily and shared by every tab
+    store: DocumentStore  # the document chat's per-session collections
+    housekeeper: Housekeeper  # sweeps expired sessions and returns freed memory, off the request path
 
 
 def model_queue(settings) -> dict:

@@ -165,7 +165,8 @@ def apply_preset(name: str):
     return (prompt, *[getattr(cfg, f) for f in CONFIG_FIELDS], f"**{name}.** {hint}")
 
 
-def build(registry: ModelRegistry, settings) -> None:
+def build(services, settings) -> None:
+    registry = services.registry
     d = DecodeConfig()
     gr.Markdown("Turn the knobs, generate, then **click any token** to see the distribution it was "
                 "drawn from at every stage of the pipeline.")

@@ -108,7 +108,8 @@ def clear():
     return [], "", "", "", None, ""
 
 
-def build(registry: ModelRegistry, settings) -> None:
+def build(services, settings) -> None:
+    registry = services.registry
     extractive_ready = registry.is_configured(EXTRACTIVE_QA)
     with gr.Row():
         with gr.Column(scale=3):

@@ -181,7 +181,8 @@ def details(registry, model_key: str, progress=gr.Progress()):
             hardware.explain(info), kernels)
 
 
-def build(registry, settings) -> None:
+def build(services, settings) -> None:
+    registry = services.registry
     gr.HTML(views.CSS)
     gr.Markdown(INTRO)
     with gr.Row():

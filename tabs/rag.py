@@ -14,7 +14,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from models.housekeeping import Housekeeper
 from models.rag import chain as rag_chain
 from models.rag.chunking import boundary_preview, make_splitter, size_stats, split_document
 from models.rag.citations import cite, sources_html
@@ -248,10 +247,15 @@ def run_eval(registry, chunk_size, overlap, unit, top_k, progress=gr.Progress())
     return text, rows
 
 
-def build(registry: ModelRegistry, settings) -> None:
-    store = DocumentStore(settings, registry.sentence_encoder)
-    # Sweeps sessions the browser never closed (API clients), and frees their memory, off the request path.
-    Housekeeper(store, settings.housekeeping_s).start()
+def end_session(store: DocumentStore, request: gr.Request | None) -> None:
+    """When the browser tab closes (app.build_demo registers this with demo.unload): the
+    session's collection is deleted at once."""
+    if getattr(request, "session_hash", None):
+        store.drop_session(request.session_hash)
+
+
+def build(services, settings) -> None:
+    registry, store = services.registry, services.store
     gr.Markdown("Upload documents (or use the bundled sample about transformers), then ask. Your files "
                 "stay private to this browser session and are deleted when it ends.")
     with gr.Row():
@@ -344,10 +348,6 @@ def build(registry: ModelRegistry, settings) -> None:
     def rag_eval(chunk_size, overlap, unit, top_k, progress=gr.Progress()):
         return run_eval(registry, chunk_size, overlap, unit, top_k, progress)
 
-    def on_unload(request: gr.Request):
-        if getattr(request, "session_hash", None):
-            store.drop_session(request.session_hash)
-
     chunking = [files, chunk_size, overlap, unit]
     preview_btn.click(rag_preview, chunking, [preview_table, boundaries], api_name="rag_preview")
     ingest_btn.click(rag_ingest, chunking, [report, status, docs, doc_pick], api_name="rag_ingest",
@@ -366,6 +366,3 @@ def build(registry: ModelRegistry, settings) -> None:
     eval_btn.click(rag_eval, [chunk_size, overlap, unit, top_k], [eval_summary, eval_table], api_name="rag_eval",
                    **model_queue(settings))
     gr.api(rag_ask, api_name="rag_ask", **model_queue(settings))
-    root = gr.context.Context.root_block  # the app's Blocks: its unload ends this session's collection
-    if root is not None:
-        root.unload(on_unload)
