@@ -17,9 +17,8 @@ import gradio as gr
 from models.rag import chain as rag_chain
 from models.rag.chunking import boundary_preview, make_splitter, size_stats, split_document
 from models.rag.citations import cite, sources_html
-from models.rag.documents import DocumentError, load_document
 from models.rag.evaluation import CORPUS_DIR, evaluate, load_questions
-from models.rag.ingest import STAGES, ensure_sample, ingest
+from models.rag.ingest import STAGES, ensure_sample, ingest, max_upload_bytes, parse_files
 from models.rag.store import DocumentStore
 from models.registry import ModelRegistry
 from tabs.common import escape, model_queue, user_errors
@@ -70,23 +69,22 @@ def doc_rows(store: DocumentStore, session: str) -> tuple[list[list], dict]:
 
 # ---- handlers (plain functions: unit-testable with a fake request) ----------------------------
 @user_errors
-def preview(registry, files, chunk_size, overlap, unit):
-    """Chunk counts per file and the boundaries of the first file, before anything is indexed."""
+def preview(registry, settings, files, chunk_size, overlap, unit):
+    """Chunk counts per file and the boundaries of the first file, before anything is indexed; each
+    file goes through the same parse stage (name, size and parser guards) as ingestion."""
     uploads = read_uploads(files)
     if not uploads:
         raise gr.Error("Choose one or more files to preview.")
     splitter = splitter_for(registry, chunk_size, overlap, unit)
     tokenizer = registry.sentence_encoder().tokenizer
     rows, segments = [], []
-    for name, data in uploads:
-        try:
-            doc = load_document(name, data)
-        except DocumentError as exc:
-            rows.append([name, 0, 0, 0, str(exc)])
+    for result, doc in parse_files(uploads, max_upload_bytes(settings)):
+        if doc is None:
+            rows.append([result.name, 0, 0, 0, result.message])
             continue
         chunks = split_document(doc, splitter)
         stats = size_stats(chunks, tokenizer)
-        rows.append([name, stats["chunks"], stats["mean"], stats["max"], f"{doc.kind}, {len(doc.pages)} page(s)"])
+        rows.append([doc.name, stats["chunks"], stats["mean"], stats["max"], f"{doc.kind}, {len(doc.pages)} page(s)"])
         if not segments:
             segments = boundary_preview(doc, chunks)
     return rows, segments
@@ -321,7 +319,7 @@ def build(services, settings) -> None:
 
     # ---- register listeners ----
     def rag_preview(files, chunk_size, overlap, unit):
-        return preview(registry, files, chunk_size, overlap, unit)
+        return preview(registry, settings, files, chunk_size, overlap, unit)
 
     def rag_ingest(files, chunk_size, overlap, unit, request: gr.Request, progress=gr.Progress()):
         return ingest_files(registry, store, files, chunk_size, overlap, unit, request, progress)

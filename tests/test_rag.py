@@ -257,6 +257,20 @@ def test_below_threshold_the_bot_says_so_without_the_model(store, tokens):
     assert turns[-1].answer == rag_chain.NO_ANSWER and not turns[-1].grounded and turns[-1].prompt is None
 
 
+def test_preview_and_ingestion_judge_a_file_the_same_way(store, tokens, own_settings):
+    """One parse stage: the chunk preview applies ingestion's name, size and parser guards."""
+    from models.rag.ingest import max_upload_bytes, parse_files
+
+    files = [("../../notes/fact.txt", FACT.encode()), ("huge.txt", b"a" * (max_upload_bytes(own_settings) + 1)),
+             ("empty.txt", b""), ("copy.txt", FACT.encode())]
+    parsed = parse_files(files, max_upload_bytes(own_settings))
+    assert [(r.name, r.status) for r, _ in parsed] == [("fact.txt", "added"), ("huge.txt", "error"),
+                                                       ("empty.txt", "error"), ("copy.txt", "duplicate")]
+    assert [d is not None for _, d in parsed] == [True, False, False, False]
+    report = ingest(store, "same-way", files, tokens)
+    assert [(f.name, f.status, f.message) for f in report.files] == [(r.name, r.status, r.message) for r, _ in parsed]
+
+
 def test_citations_link_sentences_and_escape_html(encoder):
     hits = [Hit("1", "Beam search keeps the best partial sequences. <script>alert(1)</script>", "b<i>.md",
                 None, 0.8, False),

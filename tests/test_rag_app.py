@@ -115,11 +115,12 @@ def test_delete_and_reset(alice):
 
 
 def test_chunk_preview_and_retrieval_evaluation(alice, files):
-    table, segments = alice.predict([handle_file(files["guide.pdf"]), handle_file(files["empty.txt"])],
+    table, segments = alice.predict([handle_file(files[n]) for n in ("guide.pdf", "empty.txt", "huge.txt")],
                                     32, 8, "characters", api_name="/rag_preview")
     by_file = {r[0]: r for r in rows(table)}
     assert by_file["guide.pdf"][1] >= 2 and by_file["guide.pdf"][3] <= 32
     assert "empty" in by_file["empty.txt"][4]
+    assert "limit" in by_file["huge.txt"][4]  # the size guard of ingestion applies to the preview too
     labels = {s["class_or_confidence"] if isinstance(s, dict) else s[1]
               for s in (segments["value"] if isinstance(segments, dict) and "value" in segments else segments)}
     assert {"chunk A", "chunk B"} <= labels

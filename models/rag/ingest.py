@@ -2,14 +2,15 @@
 
 Each file is judged on its own: a corrupt, empty, image-only, oversized or unsupported file,
 or one already in the session (same content hash), is reported and skipped while the others
-go in. Per-session limits are checked before anything is embedded.
+go in. Per-session limits are checked before anything is embedded. The parse stage
+(`parse_files`) is also what the chunk preview runs, so both judge a file the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,30 +62,43 @@ def _noop(stage: str, fraction: float, desc: str) -> None:
     return None
 
 
-def ingest(store: DocumentStore, session_id: str, files: list[tuple[str, bytes]], splitter,
-           progress: Progress = _noop, embed_batch: int = 64) -> IngestReport:
-    """Add the files to the session's collection; never raises for one bad file."""
-    report = IngestReport()
-    max_bytes = int(store.settings.max_upload_mb * 1e6)
-    known = {d.doc_id for d in store.documents(session_id)}
-    parsed: list[tuple[ParsedDocument, FileResult]] = []
-    start = time.perf_counter()
+def max_upload_bytes(settings) -> int:
+    """The size limit of one uploaded file, in bytes."""
+    return int(settings.max_upload_mb * 1e6)
+
+
+def parse_files(files: list[tuple[str, bytes]], max_bytes: int, known: Iterable[str] = (),
+                progress: Progress = _noop) -> list[tuple[FileResult, ParsedDocument | None]]:
+    """The parse stage: each file gets a safe name, then is checked against the content hashes in
+    `known` (and earlier files of the batch), the size limit and its parser. A file that fails
+    has a FileResult with its message and no document."""
+    known, out = set(known), []
     for i, (raw_name, data) in enumerate(files):
         name = safe_name(raw_name)  # hostile names (folders, NUL, huge) never reach the page or the store
         progress("parse", i / max(1, len(files)), f"Parsing {name}")
         sha = content_hash(data) if data else ""
         if sha and sha in known:
-            report.files.append(FileResult(name, "duplicate", "Already in this session (same content); skipped."))
+            out.append((FileResult(name, "duplicate", "Already in this session (same content); skipped."), None))
             continue
         try:
             doc = load_document(name, data, max_bytes=max_bytes)
         except DocumentError as exc:
-            report.files.append(FileResult(name, "error", str(exc)))
+            out.append((FileResult(name, "error", str(exc)), None))
             continue
         known.add(sha)
-        result = FileResult(name, "added", kind=doc.kind, pages=len(doc.pages))
-        parsed.append((doc, result))
-        report.files.append(result)
+        out.append((FileResult(name, "added", kind=doc.kind, pages=len(doc.pages)), doc))
+    return out
+
+
+def ingest(store: DocumentStore, session_id: str, files: list[tuple[str, bytes]], splitter,
+           progress: Progress = _noop, embed_batch: int = 64) -> IngestReport:
+    """Add the files to the session's collection; never raises for one bad file."""
+    report = IngestReport()
+    known = {d.doc_id for d in store.documents(session_id)}
+    start = time.perf_counter()
+    results = parse_files(files, max_upload_bytes(store.settings), known, progress)
+    report.files = [result for result, _ in results]
+    parsed = [(doc, result) for result, doc in results if doc is not None]
     report.seconds["parse"] = time.perf_counter() - start
 
     start = time.perf_counter()
