@@ -6,30 +6,52 @@ chunks are retrieved with their scores, numbered into the prompt, and the small 
 from them, each sentence linked to the chunk it is closest to. Below the relevance threshold
 the bot says the documents don't hold the answer; a side-by-side shows the model without
 retrieval. Each browser session has its own private collection, removed when it ends.
+
+The handlers below are plain functions over the app's `Services`; the ones that update several
+components return {component: value} for just those (the others keep their value).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from models.rag import chain as rag_chain
+from models.rag import turn as rag_turn
+from models.rag.chain import answer_without_retrieval
 from models.rag.chunking import boundary_preview, make_splitter, size_stats, split_document
-from models.rag.citations import cite, sources_html
+from models.rag.documents import load_folder
 from models.rag.evaluation import CORPUS_DIR, evaluate, load_questions
-from models.rag.ingest import STAGES, ensure_sample, ingest, max_upload_bytes, parse_files
+from models.rag.ingest import STAGES, ingest, max_upload_bytes, parse_files
 from models.rag.store import DocumentStore
-from models.registry import ModelRegistry
-from tabs.common import escape, model_queue, user_errors
+from models.rag.turn import TOP_K, Retrieval
+from tabs import rag_views as views
+from tabs.common import Services, model_queue, user_errors
 
-REPORT_HEADERS = ["file", "status", "kind", "pages", "chunks", "message"]
-DOC_HEADERS = ["file", "kind", "chunks", "pages", "KB", "id"]
-HIT_HEADERS = ["rank", "score", "used", "file", "page", "chunk"]
 STAGE_SPAN = {"parse": (0.0, 0.1), "split": (0.1, 0.2), "embed": (0.2, 0.9), "store": (0.9, 1.0)}
 # A question shares the model's context budget with the retrieved chunks; ~2,000 characters is
 # ~500 tokens, which leaves room for them.
 MAX_QUESTION_CHARS = 2000
+
+
+@dataclass(frozen=True, eq=False)
+class Outputs:
+    """The components the handlers fill: a handler returns {outputs.<name>: value, ...}."""
+
+    report: gr.Dataframe
+    status: gr.Markdown
+    docs: gr.Dataframe
+    doc_pick: gr.Dropdown
+    doc_note: gr.Markdown
+    chat: gr.Chatbot
+    question: gr.Textbox
+    standalone: gr.Markdown
+    hits: gr.Dataframe
+    sources: gr.HTML
+    prompt_view: gr.Code
+    prompt_info: gr.Markdown
+    plain: gr.Textbox
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -45,7 +67,7 @@ def check_question_length(question: str) -> None:
                        "so the retrieved chunks still fit beside it.")
 
 
-def splitter_for(registry: ModelRegistry, chunk_size, overlap, unit):
+def splitter_for(registry, chunk_size, overlap, unit):
     try:
         return make_splitter(int(chunk_size), int(overlap), unit, registry.sentence_encoder().tokenizer)
     except ValueError as exc:
@@ -60,25 +82,32 @@ def read_uploads(files) -> list[tuple[str, bytes]]:
     return out
 
 
-def doc_rows(store: DocumentStore, session: str) -> tuple[list[list], dict]:
+def documents_update(out: Outputs, store: DocumentStore, session: str) -> dict:
+    """The session's document table and the delete picker, refreshed."""
     docs = store.documents(session)
-    rows = [[d.source, d.kind, d.chunks, d.pages, round(d.n_bytes / 1024, 1), d.doc_id[:12]] for d in docs]
-    choices = [(f"{d.source} ({d.doc_id[:8]})", d.doc_id) for d in docs]
-    return rows, gr.update(choices=choices, value=None)
+    return {out.docs: views.document_rows(docs),
+            out.doc_pick: gr.update(choices=views.document_choices(docs), value=None)}
+
+
+def question_turns(services: Services, session: str, question: str, history: list[dict], retrieval: Retrieval):
+    """The one question turn (rewrite -> retrieve -> answer -> cite) both the chat and rag_ask run."""
+    registry = services.registry
+    return rag_turn.ask(services.store, session, registry.chat_model(), registry.sentence_encoder(), question,
+                        history, retrieval, context_tokens=services.settings.context_tokens)
 
 
 # ---- handlers (plain functions: unit-testable with a fake request) ----------------------------
 @user_errors
-def preview(registry, settings, files, chunk_size, overlap, unit):
+def preview(services: Services, files, chunk_size, overlap, unit):
     """Chunk counts per file and the boundaries of the first file, before anything is indexed; each
     file goes through the same parse stage (name, size and parser guards) as ingestion."""
     uploads = read_uploads(files)
     if not uploads:
         raise gr.Error("Choose one or more files to preview.")
-    splitter = splitter_for(registry, chunk_size, overlap, unit)
-    tokenizer = registry.sentence_encoder().tokenizer
+    splitter = splitter_for(services.registry, chunk_size, overlap, unit)
+    tokenizer = services.registry.sentence_encoder().tokenizer
     rows, segments = [], []
-    for result, doc in parse_files(uploads, max_upload_bytes(settings)):
+    for result, doc in parse_files(uploads, max_upload_bytes(services.settings)):
         if doc is None:
             rows.append([result.name, 0, 0, 0, result.message])
             continue
@@ -91,158 +120,52 @@ def preview(registry, settings, files, chunk_size, overlap, unit):
 
 
 @user_errors
-def ingest_files(registry, store, files, chunk_size, overlap, unit, request: gr.Request,
-                 progress=gr.Progress()):
+def ingest_files(services: Services, out: Outputs, files, chunk_size, overlap, unit, request: gr.Request,
+                 progress=gr.Progress()) -> dict:
     """Parse, split, embed and store; one row per file in the report."""
     session = session_of(request)
     uploads = read_uploads(files)
     if not uploads:
         raise gr.Error("Choose one or more files to index.")
-    splitter = splitter_for(registry, chunk_size, overlap, unit)
+    splitter = splitter_for(services.registry, chunk_size, overlap, unit)
 
     def on_stage(stage: str, fraction: float, desc: str) -> None:
         lo, hi = STAGE_SPAN[stage]
         progress(lo + (hi - lo) * fraction, desc=f"{STAGES.index(stage) + 1}/4 {stage}: {desc}")
 
-    report = ingest(store, session, uploads, splitter, progress=on_stage)
+    report = ingest(services.store, session, uploads, splitter, progress=on_stage)
     for problem in report.problems:
         gr.Warning(problem.message)
-    status = (f"**{len(report.added)} of {len(report.files)} file(s) indexed**, {report.chunks_added} chunks. "
-              f"{report.timing_text()}")
-    rows, choices = doc_rows(store, session)
-    return report.rows(), status, rows, choices
+    return {out.report: report.rows(), out.status: views.ingest_status(report),
+            **documents_update(out, services.store, session)}
 
 
 @user_errors
-def list_documents(store, request: gr.Request):
-    return doc_rows(store, session_of(request))
+def list_documents(store: DocumentStore, out: Outputs, request: gr.Request) -> dict:
+    return documents_update(out, store, session_of(request))
 
 
 @user_errors
-def delete_document(store, doc_id, request: gr.Request):
+def delete_document(store: DocumentStore, out: Outputs, doc_id, request: gr.Request) -> dict:
     session = session_of(request)
     if not doc_id:
         raise gr.Error("Pick a document to delete.")
     removed = store.delete_document(session, doc_id)
     if not removed:
         gr.Warning("That document is not in this session (already deleted?).")
-    rows, choices = doc_rows(store, session)
-    return rows, choices, f"Deleted {removed} chunks." if removed else ""
+    return {**documents_update(out, store, session), out.doc_note: f"Deleted {removed} chunks." if removed else ""}
 
 
 @user_errors
-def reset_session(store, request: gr.Request):
+def reset_session(store: DocumentStore, out: Outputs, request: gr.Request) -> dict:
     store.drop_session(session_of(request))
-    return [], gr.update(choices=[], value=None), "Session reset: your documents were removed.", [], None, "", ""
+    return {out.docs: [], out.doc_pick: gr.update(choices=[], value=None),
+            out.doc_note: "Session reset: your documents were removed.", out.chat: [], out.sources: None,
+            out.standalone: "", out.plain: ""}
 
 
-def hit_rows(turn: rag_chain.RagTurn, threshold: float) -> list[list]:
-    used, cut = {h.id for h in turn.used}, {h.id for h in turn.cut}
-    rows = []
-    for rank, h in enumerate(turn.hits, 1):
-        state = "yes" if h.id in used else ("cut (no room)" if h.id in cut else
-                                            ("below threshold" if h.score < threshold else "no"))
-        snippet = h.text[:160] + ("…" if len(h.text) > 160 else "")
-        rows.append([rank, round(h.score, 3), state, h.source + (" (sample)" if h.shared else ""),
-                     h.page or "", snippet])
-    return rows
-
-
-def prompt_note(turn: rag_chain.RagTurn, settings, max_new_tokens: int) -> str:
-    if turn.prompt is None:
-        return "No prompt was sent: no chunk passed the relevance threshold."
-    note = (f"**{turn.prompt.n_tokens} tokens** in the prompt, {max_new_tokens} reserved for the answer "
-            f"(context budget {settings.context_tokens}). {len(turn.used)} chunk(s) numbered in the prompt.")
-    if turn.cut:
-        note += f" Cut to fit: {', '.join(escape(h.source) for h in turn.cut)}."
-    return note
-
-
-@user_errors
-def ask(registry, store, settings, question, history, top_k, threshold, use_mmr, include_sample, compare,
-        request: gr.Request, progress=gr.Progress()):
-    """Stream (chat, question box, standalone, hits, sources, prompt, prompt note, plain answer)."""
-    session = session_of(request)
-    question = (question or "").strip()
-    if not question:
-        gr.Warning("Type a question first.")
-        yield (gr.skip(),) * 8
-        return
-    check_question_length(question)  # before anything is shown: the question stays in its box
-    history = list(history or [])
-    encoder = registry.sentence_encoder()
-    if include_sample:
-        progress(0.05, desc="Preparing the sample corpus (first use only)…")
-        ensure_sample(store, CORPUS_DIR, encoder.tokenizer)
-    lm = registry.chat_model()
-    k, threshold = int(top_k), float(threshold)
-
-    def search(query: str):
-        return store.search(session, query, k, include_sample=bool(include_sample), mmr=bool(use_mmr))
-
-    max_new = 120
-    chat = history + [{"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
-    turn = None
-    for turn in rag_chain.answer(lm, search, question, history, threshold=threshold, max_new_tokens=max_new,
-                                 context_tokens=settings.context_tokens):
-        chat[-1] = {"role": "assistant", "content": turn.answer or "…"}
-        standalone = f"**Standalone question:** {escape(turn.standalone)} _({turn.rewrite_note})_"
-        yield (chat, "", standalone, hit_rows(turn, threshold), gr.skip(),
-               turn.prompt.text if turn.prompt else "", prompt_note(turn, settings, max_new), gr.skip())
-    cited = cite(encoder, turn.answer, turn.used) if turn.grounded else None
-    chat[-1] = {"role": "assistant", "content": cited.text if cited else turn.answer}
-    panel = sources_html(cited) if cited else "<div class='rag-sources'><em>No chunk passed the threshold.</em></div>"
-    yield chat, "", gr.skip(), gr.skip(), panel, gr.skip(), gr.skip(), gr.skip()
-    if compare:
-        plain = ""
-        for plain in rag_chain.answer_without_retrieval(lm, question, max_new_tokens=max_new,
-                                                        context_tokens=settings.context_tokens):
-            yield (gr.skip(),) * 7 + (plain,)
-
-
-@user_errors
-def ask_api(registry, store, settings, question: str, top_k: int, threshold: float, use_mmr: bool,
-            include_sample: bool, request: gr.Request) -> dict:
-    """rag_ask: question -> {answer (with [n] markers), standalone, grounded, sources}."""
-    session = session_of(request)
-    if not (question or "").strip():
-        raise gr.Error("The question is empty.")
-    check_question_length(question.strip())
-    encoder = registry.sentence_encoder()
-    if include_sample:
-        ensure_sample(store, CORPUS_DIR, encoder.tokenizer)
-
-    def search(query: str):
-        return store.search(session, query, int(top_k), include_sample=bool(include_sample), mmr=bool(use_mmr))
-
-    turn = None
-    for turn in rag_chain.answer(registry.chat_model(), search, question, [], threshold=float(threshold),  # noqa: B007
-                                 context_tokens=settings.context_tokens):
-        pass  # keep the last, complete turn
-    cited = cite(encoder, turn.answer, turn.used) if turn.grounded else None
-    sources = [{"n": s.number, "file": s.hit.source, "page": s.hit.page, "score": round(s.hit.score, 4),
-                "shared": s.hit.shared, "cited": bool(s.cited_by), "text": s.hit.text}
-               for s in (cited.sources if cited else [])]
-    return {"answer": cited.text if cited else turn.answer, "standalone": turn.standalone,
-            "grounded": turn.grounded, "retrieved": [{"file": h.source, "score": round(h.score, 4),
-                                                      "text": h.text} for h in turn.hits],
-            "sources": sources}
-
-
-@user_errors
-def run_eval(registry, chunk_size, overlap, unit, top_k, progress=gr.Progress()):
-    progress(0.1, desc="Embedding the sample corpus and the questions…")
-    encoder = registry.sentence_encoder()
-    from models.rag.documents import load_folder
-
-    report = evaluate(encoder, load_folder(CORPUS_DIR), load_questions(),
-                      splitter_for(registry, chunk_size, overlap, unit), int(top_k))
-    s = report.summary()
-    text = (f"**hit@{s['k']} = {s['hit@k']:.2f}**, **MRR@{s['k']} = {s['mrr@k']:.2f}** over "
-            f"{len(report.rows)} questions, {s['chunks']} chunks of {int(chunk_size)} {unit} "
-            f"(document hit@{s['k']} {s['doc_hit@k']:.2f}; {s['answerable']:.0%} of answers fit whole in one chunk).")
-    rows = [[r["question"], r["document"], r["rank"] or "miss", r["top source"]] for r in report.rows]
-    return text, rows
+def clear_chat(out: Outputs) -> dict:
+    return {out.chat: [], out.standalone: "", out.sources: None, out.plain: "", out.prompt_view: ""}
 
 
 def end_session(store: DocumentStore, request: gr.Request | None) -> None:
@@ -252,7 +175,62 @@ def end_session(store: DocumentStore, request: gr.Request | None) -> None:
         store.drop_session(request.session_hash)
 
 
-def build(services, settings) -> None:
+@user_errors
+def ask(services: Services, out: Outputs, question, history, top_k, threshold, use_mmr, include_sample, compare,
+        request: gr.Request, progress=gr.Progress()):
+    """Stream a question turn into the chat, the retrieval table and the prompt view; the sources
+    panel once it is cited; then, if asked, the same model's answer without retrieval."""
+    session = session_of(request)
+    question = (question or "").strip()
+    if not question:
+        gr.Warning("Type a question first.")
+        yield gr.skip()
+        return
+    check_question_length(question)  # before anything is shown: the question stays in its box
+    retrieval = Retrieval.clamped(top_k, threshold, use_mmr, include_sample)
+    if retrieval.include_sample:
+        progress(0.05, desc="Preparing the sample corpus (first use only)…")
+    history = list(history or [])
+    chat = history + [{"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
+    context_tokens = services.settings.context_tokens
+    for turn in question_turns(services, session, question, history, retrieval):
+        chat[-1] = {"role": "assistant", "content": turn.text or "…"}
+        update = {out.chat: chat, out.question: "", out.standalone: views.standalone_note(turn),
+                  out.hits: views.hit_rows(turn, retrieval.threshold),
+                  out.prompt_view: turn.prompt.text if turn.prompt else "",
+                  out.prompt_info: views.prompt_note(turn, context_tokens, rag_turn.MAX_NEW_TOKENS)}
+        if turn.done:
+            update[out.sources] = views.turn_sources_html(turn)
+        yield update
+    if compare:
+        for plain in answer_without_retrieval(services.registry.chat_model(), question,
+                                              max_new_tokens=rag_turn.MAX_NEW_TOKENS,
+                                              context_tokens=context_tokens):
+            yield {out.plain: plain}
+
+
+@user_errors
+def ask_api(services: Services, question: str, top_k: int, threshold: float, use_mmr: bool, include_sample: bool,
+            request: gr.Request) -> dict:
+    """rag_ask: question -> {answer (with [n] markers), standalone, grounded, retrieved, sources}."""
+    session = session_of(request)
+    question = (question or "").strip()
+    if not question:
+        raise gr.Error("The question is empty.")
+    check_question_length(question)
+    retrieval = Retrieval.clamped(top_k, threshold, use_mmr, include_sample)
+    return rag_turn.summary(rag_turn.final(question_turns(services, session, question, [], retrieval)))
+
+
+@user_errors
+def run_eval(registry, chunk_size, overlap, unit, top_k, progress=gr.Progress()):
+    progress(0.1, desc="Embedding the sample corpus and the questions…")
+    report = evaluate(registry.sentence_encoder(), load_folder(CORPUS_DIR), load_questions(),
+                      splitter_for(registry, chunk_size, overlap, unit), int(top_k))
+    return views.eval_summary(report, int(chunk_size), unit), views.eval_rows(report)
+
+
+def build(services: Services, settings) -> None:
     registry, store = services.registry, services.store
     gr.Markdown("Upload documents (or use the bundled sample about transformers), then ask. Your files "
                 "stay private to this browser session and are deleted when it ends.")
@@ -269,14 +247,14 @@ def build(services, settings) -> None:
                 preview_btn = gr.Button("Preview chunks")
                 ingest_btn = gr.Button("Index files", variant="primary", elem_id="rag-ingest")
             status = gr.Markdown(elem_id="rag-status")
-            report = gr.Dataframe(headers=REPORT_HEADERS, label="Ingestion report", interactive=False, wrap=True)
+            report = gr.Dataframe(headers=views.REPORT_HEADERS, label="Ingestion report", interactive=False, wrap=True)
             with gr.Accordion("Chunk preview", open=False):
-                preview_table = gr.Dataframe(headers=["file", "chunks", "mean size", "max size", "note"],
+                preview_table = gr.Dataframe(headers=views.PREVIEW_HEADERS,
                                              interactive=False, wrap=True)
                 boundaries = gr.HighlightedText(label="Chunk boundaries (first file, first page)",
                                                 color_map={"chunk A": "blue", "chunk B": "green",
                                                            "overlap": "orange"}, show_legend=True)
-            docs = gr.Dataframe(headers=DOC_HEADERS, label="Your documents", interactive=False)
+            docs = gr.Dataframe(headers=views.DOC_HEADERS, label="Your documents", interactive=False)
             with gr.Row():
                 doc_pick = gr.Dropdown(choices=[], label="Document", scale=3)
                 delete_btn = gr.Button("Delete", scale=1)
@@ -296,7 +274,7 @@ def build(services, settings) -> None:
                 ask_btn = gr.Button("Ask", variant="primary", elem_id="rag-ask")
                 clear_btn = gr.Button("Clear chat")
             with gr.Row():
-                top_k = gr.Slider(1, 8, value=4, step=1, label="Top-k chunks")
+                top_k = gr.Slider(*TOP_K, value=4, step=1, label="Top-k chunks")
                 threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Relevance threshold (cosine)",
                                       info="below it: 'the documents don't contain the answer'")
             with gr.Row():
@@ -305,7 +283,7 @@ def build(services, settings) -> None:
                 compare = gr.Checkbox(label="Also answer without retrieval", value=False)
             standalone = gr.Markdown(elem_id="rag-standalone")
             sources = gr.HTML(label="Sources", elem_id="rag-sources")
-            hits = gr.Dataframe(headers=HIT_HEADERS, label="Retrieved chunks", interactive=False, wrap=True)
+            hits = gr.Dataframe(headers=views.HIT_HEADERS, label="Retrieved chunks", interactive=False, wrap=True)
             with gr.Accordion("Exact prompt sent to the model", open=False):
                 prompt_info = gr.Markdown()
                 prompt_view = gr.Code(language=None, interactive=False, lines=10, wrap_lines=True)
@@ -314,37 +292,43 @@ def build(services, settings) -> None:
                     "answers it. Uses the chunking and top-k above: change the chunk size and run again.")
         eval_btn = gr.Button("Run evaluation")
         eval_summary = gr.Markdown()
-        eval_table = gr.Dataframe(headers=["question", "document", "rank", "top source"], interactive=False,
-                                  wrap=True)
+        eval_table = gr.Dataframe(headers=views.EVAL_HEADERS, interactive=False, wrap=True)
+
+    out = Outputs(report=report, status=status, docs=docs, doc_pick=doc_pick, doc_note=doc_note, chat=chat,
+                  question=question, standalone=standalone, hits=hits, sources=sources, prompt_view=prompt_view,
+                  prompt_info=prompt_info, plain=plain)
 
     # ---- register listeners ----
     def rag_preview(files, chunk_size, overlap, unit):
-        return preview(registry, settings, files, chunk_size, overlap, unit)
+        return preview(services, files, chunk_size, overlap, unit)
 
     def rag_ingest(files, chunk_size, overlap, unit, request: gr.Request, progress=gr.Progress()):
-        return ingest_files(registry, store, files, chunk_size, overlap, unit, request, progress)
+        return ingest_files(services, out, files, chunk_size, overlap, unit, request, progress)
 
     def rag_list(request: gr.Request):
-        return list_documents(store, request)
+        return list_documents(store, out, request)
 
     def rag_delete(doc_id, request: gr.Request):
-        return delete_document(store, doc_id, request)
+        return delete_document(store, out, doc_id, request)
 
     def rag_reset(request: gr.Request):
-        return reset_session(store, request)
+        return reset_session(store, out, request)
 
     def rag_chat(question, history, top_k, threshold, use_mmr, include_sample, compare, request: gr.Request,
                  progress=gr.Progress()):
-        yield from ask(registry, store, settings, question, history, top_k, threshold, use_mmr, include_sample,
-                       compare, request, progress)
+        yield from ask(services, out, question, history, top_k, threshold, use_mmr, include_sample, compare,
+                       request, progress)
 
     def rag_ask(question: str, top_k: int = 4, threshold: float = 0.3, use_mmr: bool = False,
                 include_sample: bool = True, request: gr.Request = None) -> dict:
         """Answer a question from this session's documents (and the sample corpus), with citations."""
-        return ask_api(registry, store, settings, question, top_k, threshold, use_mmr, include_sample, request)
+        return ask_api(services, question, top_k, threshold, use_mmr, include_sample, request)
 
     def rag_eval(chunk_size, overlap, unit, top_k, progress=gr.Progress()):
         return run_eval(registry, chunk_size, overlap, unit, top_k, progress)
+
+    def rag_clear():
+        return clear_chat(out)
 
     chunking = [files, chunk_size, overlap, unit]
     preview_btn.click(rag_preview, chunking, [preview_table, boundaries], api_name="rag_preview")
@@ -359,8 +343,8 @@ def build(services, settings) -> None:
     compare.change(lambda on: gr.update(visible=on), compare, plain, api_name="rag_compare_toggle", queue=False)
     ask_btn.click(rag_chat, ask_inputs, ask_outputs, api_name="rag_chat", **model_queue(settings))
     question.submit(rag_chat, ask_inputs, ask_outputs, api_name="rag_chat_submit", **model_queue(settings))
-    clear_btn.click(lambda: ([], "", None, "", ""), None, [chat, standalone, sources, plain, prompt_view],
-                    api_name="rag_clear", queue=False)
+    clear_btn.click(rag_clear, None, [chat, standalone, sources, plain, prompt_view], api_name="rag_clear",
+                    queue=False)
     eval_btn.click(rag_eval, [chunk_size, overlap, unit, top_k], [eval_summary, eval_table], api_name="rag_eval",
                    **model_queue(settings))
     gr.api(rag_ask, api_name="rag_ask", **model_queue(settings))

@@ -12,11 +12,12 @@ import pytest
 
 from models.rag import chain as rag_chain
 from models.rag.chunking import boundary_preview, make_splitter, size_stats, split_document
-from models.rag.citations import cite, sources_html
+from models.rag.citations import cite
 from models.rag.documents import DocumentError, load_document, load_folder, sniff_kind, text_pdf
 from models.rag.evaluation import CORPUS_DIR, evaluate, load_questions
 from models.rag.ingest import ingest
 from models.rag.store import DocumentStore, Hit, LimitError, session_collection_name
+from tabs.rag_views import sources_html
 
 FACT = "The purple giraffe of Zanzibar guards the vault code 7731."
 
@@ -255,6 +256,33 @@ def test_below_threshold_the_bot_says_so_without_the_model(store, tokens):
     turns = list(rag_chain.answer(None, lambda q: store.search("thr", q, 3), "Who won the 1998 World Cup?",
                                   threshold=0.5))
     assert turns[-1].answer == rag_chain.NO_ANSWER and not turns[-1].grounded and turns[-1].prompt is None
+
+
+def test_a_question_turn_ends_with_its_cited_answer(store, tokens, registry, encoder):
+    """rewrite -> retrieve -> answer -> cite in one call: the chat and rag_ask read the same result."""
+    from models.rag import turn as rag_turn
+
+    ingest(store, "turn", [("fact.txt", FACT.encode())], tokens)
+    seen = []  # (done, cited) as each turn was yielded (the chain updates one turn in place)
+    for final in rag_turn.ask(store, "turn", registry.chat_model(), encoder,
+                              "What code does the purple giraffe of Zanzibar guard?",
+                              retrieval=rag_turn.Retrieval(top_k=2, include_sample=False)):
+        seen.append((final.done, final.cited is not None))
+    assert seen[-1] == (True, True) and not any(cited for _, cited in seen[:-1])  # cited once it is complete
+    assert final.done and final.grounded and final.cited is not None
+    assert final.text == final.cited.text and re.search(r"\[\d\]", final.text)
+    result = rag_turn.summary(final)
+    assert result["answer"] == final.text and result["grounded"]
+    assert any(FACT in s["text"] and s["cited"] for s in result["sources"])
+    assert rag_turn.final(iter([seen, final])) is final
+
+
+def test_api_numbers_are_clamped_to_the_ui_ranges():
+    from models.rag.turn import Retrieval
+
+    assert Retrieval.clamped(10**9, 7, 1, 0) == Retrieval(8, 1.0, True, False)
+    assert Retrieval.clamped(-3, -0.5, 0, 1) == Retrieval(1, 0.0, False, True)
+    assert Retrieval.clamped("3", "0.4", False, True) == Retrieval(3, 0.4, False, True)
 
 
 def test_preview_and_ingestion_judge_a_file_the_same_way(store, tokens, own_settings):

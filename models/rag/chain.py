@@ -9,6 +9,8 @@
 4. Prompt: the kept chunks are numbered [1], [2], ... in a ChatPromptTemplate; chunks that do
    not fit the context budget are cut from the lowest-ranked up, and reported.
 5. The chat model streams the answer (greedy by default, so the same inputs give the same text).
+6. Citations: given the encoder, the finished turn carries the answer with a [n] marker after
+   each sentence, linked to the chunk it is closest to (models/rag/citations.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
 from models.chat import ChatPrompt, PromptTooLong, build_prompt, message_text, stream_answer
+from models.rag.citations import CitedAnswer, cite
 from models.rag.store import Hit
 from models.similarity import split_sentences
 
@@ -71,7 +74,13 @@ class RagTurn:
     prompt: ChatPrompt | None = None
     answer: str = ""
     grounded: bool = True  # False when nothing passed the threshold
+    cited: CitedAnswer | None = None  # set on the finished turn when an encoder was given
     done: bool = False
+
+    @property
+    def text(self) -> str:
+        """The answer as shown: with its [n] markers once it is cited."""
+        return self.cited.text if self.cited else self.answer
 
 
 def to_chat_messages(prompt_value) -> list[dict]:
@@ -164,8 +173,9 @@ def fit_prompt(lm, question: str, hits: list[Hit], *, max_new_tokens: int,
 
 def answer(lm, search: Callable[[str], list[Hit]], question: str, history: list[dict] | None = None, *,
            threshold: float = 0.3, max_new_tokens: int = 120, context_tokens: int = 2048,
-           temperature: float = 0.0, seed: int = 0) -> Iterator[RagTurn]:
-    """Run the chain, yielding the RagTurn after each step and each streamed token."""
+           temperature: float = 0.0, seed: int = 0, encoder=None) -> Iterator[RagTurn]:
+    """Run the chain, yielding the RagTurn after each step and each streamed token; the last one
+    is done, and cited when an encoder is given."""
     question = (question or "").strip()
     if not question:
         raise ValueError("Type a question first.")
@@ -191,6 +201,8 @@ def answer(lm, search: Callable[[str], list[Hit]], question: str, history: list[
             stop.set()
             break
     turn.answer = tidy_answer(turn.answer)
+    if encoder is not None:
+        turn.cited = cite(encoder, turn.answer, turn.used)
     turn.done = True
     yield replace(turn)
 

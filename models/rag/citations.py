@@ -4,7 +4,7 @@ A 135M model rarely writes correct [n] markers itself, so they are not trusted: 
 it wrote are removed, every answer sentence is compared (MiniLM cosine) with every chunk that
 was in the prompt, and the sentence gets the marker of the most similar chunk when that
 similarity passes `min_score`. In each cited chunk, the sentence closest to the answer
-sentences citing it is highlighted. All HTML produced here is escaped.
+sentences citing it is highlighted (a character span). Data only: tabs/rag_views.py draws it.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class CitedAnswer:
 
 
 def cite(encoder, answer: str, hits: list[Hit], min_score: float = 0.35) -> CitedAnswer:
+    """The answer with a [n] marker after each sentence close enough to the n-th chunk of `hits`."""
     clean = _MODEL_MARKER.sub("", answer or "").strip()
     sources = [Source(n, hit) for n, hit in enumerate(hits, 1)]
     spans = sentence_spans(clean)
@@ -80,34 +81,3 @@ def _with_markers(text: str, spans: list[tuple[int, int]], cited: list[CitedSent
         cursor = end
     out.append(text[cursor:])
     return "".join(out)
-
-
-def _esc(text) -> str:
-    import html
-
-    return html.escape(str(text), quote=True)
-
-
-def sources_html(cited: CitedAnswer, show_uncited: bool = True) -> str:
-    """The sources panel: number, file, page, score, chunk text with the matched sentence marked."""
-    if not cited.sources:
-        return "<div class='rag-sources'><em>No chunks were used.</em></div>"
-    items = []
-    for src in cited.sources:
-        if not src.cited_by and not show_uncited:
-            continue
-        hit, text = src.hit, src.hit.text
-        if src.highlight:
-            a, b = src.highlight
-            body = f"{_esc(text[:a])}<mark>{_esc(text[a:b])}</mark>{_esc(text[b:])}"
-        else:
-            body = _esc(text)
-        where = _esc(hit.source) + (f", page {hit.page}" if hit.page else "")
-        tag = " · sample corpus" if hit.shared else ""
-        cited_note = (f"cited by sentence {', '.join(str(i + 1) for i in src.cited_by)}"
-                      if src.cited_by else "not cited")
-        items.append(
-            f"<details class='rag-source' {'open' if src.cited_by else ''}>"
-            f"<summary><b>[{src.number}]</b> {where} — score {hit.score:.2f}{tag} — {cited_note}</summary>"
-            f"<div class='rag-chunk' style='white-space:pre-wrap'>{body}</div></details>")
-    return "<div class='rag-sources'>" + "".join(items) + "</div>"

@@ -1,0 +1,102 @@
+"""The document chat's views: what models/rag returns, as HTML, Markdown and table rows.
+
+Text from documents, file names and the model reaches the page only through `escape`
+(tabs/common.py), so markup in a chunk or a name stays text.
+"""
+
+from __future__ import annotations
+
+from models.rag.chain import RagTurn
+from models.rag.citations import CitedAnswer
+from models.rag.evaluation import EvalReport
+from models.rag.ingest import IngestReport
+from models.rag.store import DocumentInfo
+from tabs.common import escape
+
+REPORT_HEADERS = ["file", "status", "kind", "pages", "chunks", "message"]
+PREVIEW_HEADERS = ["file", "chunks", "mean size", "max size", "note"]
+DOC_HEADERS = ["file", "kind", "chunks", "pages", "KB", "id"]
+HIT_HEADERS = ["rank", "score", "used", "file", "page", "chunk"]
+EVAL_HEADERS = ["question", "document", "rank", "top source"]
+NO_CHUNK_HTML = "<div class='rag-sources'><em>No chunk passed the threshold.</em></div>"
+
+
+def sources_html(cited: CitedAnswer, show_uncited: bool = True) -> str:
+    """The sources panel: number, file, page, score, chunk text with the matched sentence marked."""
+    if not cited.sources:
+        return "<div class='rag-sources'><em>No chunks were used.</em></div>"
+    items = []
+    for src in cited.sources:
+        if not src.cited_by and not show_uncited:
+            continue
+        hit, text = src.hit, src.hit.text
+        if src.highlight:
+            a, b = src.highlight
+            body = f"{escape(text[:a])}<mark>{escape(text[a:b])}</mark>{escape(text[b:])}"
+        else:
+            body = escape(text)
+        where = escape(hit.source) + (f", page {hit.page}" if hit.page else "")
+        tag = " · sample corpus" if hit.shared else ""
+        cited_note = (f"cited by sentence {', '.join(str(i + 1) for i in src.cited_by)}"
+                      if src.cited_by else "not cited")
+        items.append(
+            f"<details class='rag-source' {'open' if src.cited_by else ''}>"
+            f"<summary><b>[{src.number}]</b> {where} — score {hit.score:.2f}{tag} — {cited_note}</summary>"
+            f"<div class='rag-chunk' style='white-space:pre-wrap'>{body}</div></details>")
+    return "<div class='rag-sources'>" + "".join(items) + "</div>"
+
+
+def turn_sources_html(turn: RagTurn) -> str:
+    """The sources panel of a finished turn (or why there is none)."""
+    return sources_html(turn.cited) if turn.cited else NO_CHUNK_HTML
+
+
+def standalone_note(turn: RagTurn) -> str:
+    return f"**Standalone question:** {escape(turn.standalone)} _({turn.rewrite_note})_"
+
+
+def hit_rows(turn: RagTurn, threshold: float) -> list[list]:
+    """One row per retrieved chunk: rank, score, whether it was used (or why not), where, a snippet."""
+    used, cut = {h.id for h in turn.used}, {h.id for h in turn.cut}
+    rows = []
+    for rank, h in enumerate(turn.hits, 1):
+        state = "yes" if h.id in used else ("cut (no room)" if h.id in cut else
+                                            ("below threshold" if h.score < threshold else "no"))
+        snippet = h.text[:160] + ("…" if len(h.text) > 160 else "")
+        rows.append([rank, round(h.score, 3), state, h.source + (" (sample)" if h.shared else ""),
+                     h.page or "", snippet])
+    return rows
+
+
+def prompt_note(turn: RagTurn, context_tokens: int, max_new_tokens: int) -> str:
+    if turn.prompt is None:
+        return "No prompt was sent: no chunk passed the relevance threshold."
+    note = (f"**{turn.prompt.n_tokens} tokens** in the prompt, {max_new_tokens} reserved for the answer "
+            f"(context budget {context_tokens}). {len(turn.used)} chunk(s) numbered in the prompt.")
+    if turn.cut:
+        note += f" Cut to fit: {', '.join(escape(h.source) for h in turn.cut)}."
+    return note
+
+
+def document_rows(docs: list[DocumentInfo]) -> list[list]:
+    return [[d.source, d.kind, d.chunks, d.pages, round(d.n_bytes / 1024, 1), d.doc_id[:12]] for d in docs]
+
+
+def document_choices(docs: list[DocumentInfo]) -> list[tuple[str, str]]:
+    return [(f"{d.source} ({d.doc_id[:8]})", d.doc_id) for d in docs]
+
+
+def ingest_status(report: IngestReport) -> str:
+    return (f"**{len(report.added)} of {len(report.files)} file(s) indexed**, {report.chunks_added} chunks. "
+            f"{report.timing_text()}")
+
+
+def eval_summary(report: EvalReport, chunk_size: int, unit: str) -> str:
+    s = report.summary()
+    return (f"**hit@{s['k']} = {s['hit@k']:.2f}**, **MRR@{s['k']} = {s['mrr@k']:.2f}** over "
+            f"{len(report.rows)} questions, {s['chunks']} chunks of {chunk_size} {unit} "
+            f"(document hit@{s['k']} {s['doc_hit@k']:.2f}; {s['answerable']:.0%} of answers fit whole in one chunk).")
+
+
+def eval_rows(report: EvalReport) -> list[list]:
+    return [[r["question"], r["document"], r["rank"] or "miss", r["top source"]] for r in report.rows]
