@@ -81,6 +81,7 @@ def launched_app(settings, registry):
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+        demo.services.housekeeper.stop()
 
 
 @pytest.fixture(scope="session")
