@@ -18,7 +18,6 @@ from models.decoding.beams import beam_search
 from models.decoding.code import python_snippet
 from models.decoding.presets import COMPARE, CURRENT, PRESETS, compare_config
 from models.decoding.steps import (
-    BAND_COLORS,
     BEAM,
     SAMPLING,
     STRATEGIES,
@@ -30,7 +29,7 @@ from models.decoding.steps import (
 )
 from models.registry import CHAT, ModelRegistry
 from tabs import decoding_views as views
-from tabs.common import escape, model_queue, user_errors
+from tabs.common import model_queue, user_errors
 
 MAX_COMPARE = 4
 MAX_PROMPT_CHARS = 4000
@@ -44,8 +43,7 @@ def _config(values) -> DecodeConfig:
     return DecodeConfig(*values)
 
 
-def _notes(notes: list[str]) -> str:
-    return "\n\n".join(f"ℹ️ {escape(n)}" for n in notes)  # a note may quote the user's input
+_notes = views.notes_markdown  # markup (escaped) belongs to the view
 
 
 def _check_prompt(prompt: str) -> None:
@@ -201,7 +199,7 @@ def build(services, settings) -> None:
         with gr.Column(scale=3):
             notes = gr.Markdown()
             output = gr.HighlightedText(label="Output (each token coloured by its probability)",
-                                        color_map=BAND_COLORS, show_legend=True, combine_adjacent=False,
+                                        color_map=views.BAND_COLORS, show_legend=True, combine_adjacent=False,
                                         elem_id="decoding-output")
             status = gr.Markdown(elem_id="decoding-status")
             with gr.Tabs():
@@ -225,7 +223,7 @@ def build(services, settings) -> None:
                     compare_btn = gr.Button("Compare")
                     compare_notes = gr.Markdown()
                     with gr.Row():
-                        compare_out = [gr.HighlightedText(color_map=BAND_COLORS, show_legend=i == 0,
+                        compare_out = [gr.HighlightedText(color_map=views.BAND_COLORS, show_legend=i == 0,
                                                           visible=i < 3, label=f"#{i + 1}",
                                                           elem_id=f"decoding-compare-{i}")
                                        for i in range(MAX_COMPARE)]

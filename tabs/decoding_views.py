@@ -1,17 +1,32 @@
-"""Tables and charts of the decoding playground, built from the plain records of models/decoding/steps.py.
+"""Markdown, tables and charts of the decoding playground, built from the plain records of
+models/decoding/steps.py.
 
-No gradio and no model here: pandas DataFrames for gr.Dataframe, matplotlib Figures (object
-API, no pyplot state shared between requests) for gr.Plot.
+No components and no model here: markdown strings (user text escaped with tabs.common.escape),
+the colours of the probability bands, pandas DataFrames for gr.Dataframe, matplotlib Figures
+(object API, no pyplot state shared between requests) for gr.Plot.
 """
 
 from __future__ import annotations
 
-from html import escape
-
 import pandas as pd
 from matplotlib.figure import Figure
 
-from models.decoding.steps import BAND_COLORS, Step, probability_band, show_token
+from models.decoding.steps import Step, probability_band
+from tabs.common import escape
+
+# One colour per band of models.decoding.steps.probability_band, for gr.HighlightedText's color_map.
+BAND_COLORS = {"p ≥ 0.9": "#2e7d32", "0.5 – 0.9": "#8bc34a", "0.2 – 0.5": "#ffeb3b",
+               "0.05 – 0.2": "#ff9800", "p < 0.05": "#e53935"}
+
+
+def show_token(text: str) -> str:
+    """A token made readable in tables: visible spaces and newlines."""
+    return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅"
+
+
+def notes_markdown(notes: list[str]) -> str:
+    """The notes normalize() made about the settings, one paragraph each (a note may quote user input)."""
+    return "\n\n".join(f"ℹ️ {escape(n)}" for n in notes)
 
 
 def _plot_label(token: str) -> str:
@@ -119,7 +134,3 @@ def beams_table(beams) -> pd.DataFrame:
     rows = [[i + 1, b.text, round(b.logprob, 3), round(b.score, 4), b.length] for i, b in enumerate(beams)]
     return pd.DataFrame(rows, columns=["rank", "text", "cumulative log-prob", "score (log-prob / len^lp)",
                                        "tokens"])
-
-
-LEGEND_NOTE = ("Colour = probability the token had in the distribution it was chosen from: "
-               + ", ".join(BAND_COLORS) + ".")

@@ -224,3 +224,11 @@ def test_views_survive_hostile_tokens():
     for fig in (strip_figure(step), temperature_figure({"tokens": ["$", "$$x"], "probs": {1.0: [0.6, 0.4]},
                                                         "cut": {1.0: 1}}, 0.5)):
         fig.savefig(io.BytesIO(), format="png")  # '$' must not start matplotlib math mode
+
+
+def test_every_probability_band_has_a_colour():
+    from models.decoding.steps import probability_band
+    from tabs.decoding_views import BAND_COLORS
+
+    bands = {probability_band(i / 100) for i in range(101)}
+    assert bands == set(BAND_COLORS)

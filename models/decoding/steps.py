@@ -83,11 +83,6 @@ def encode_prompt(tokenizer, prompt: str, chat_template: bool) -> torch.Tensor:
     return ids
 
 
-def show_token(text: str) -> str:
-    """A token made readable in tables: visible spaces and newlines."""
-    return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅"
-
-
 LN2 = math.log(2)
 
 
@@ -258,13 +253,8 @@ def temperature_sweep(lm, prompt: str, chat_template: bool, temperatures: list[f
 
 
 def probability_band(p: float) -> str:
-    """The legend category used to colour a token by the probability it was chosen with."""
+    """The band (a label) that p falls in; tabs/decoding_views.py gives each band its colour."""
     for limit, label in ((0.9, "p ≥ 0.9"), (0.5, "0.5 – 0.9"), (0.2, "0.2 – 0.5"), (0.05, "0.05 – 0.2")):
         if p >= limit:
             return label
     return "p < 0.05"
-
-
-BAND_COLORS = {"p ≥ 0.9": "#2e7d32", "0.5 – 0.9": "#8bc34a", "0.2 – 0.5": "#ffeb3b",
-               "0.05 – 0.2": "#ff9800", "p < 0.05": "#e53935"}
-
