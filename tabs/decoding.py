@@ -5,12 +5,16 @@ decoding strategy (greedy, sampling, beam search, contrastive search) and the lo
 processors (penalties, temperature, top-k, top-p, min-p, typical-p, applied in the order
 `generate()` applies them) decide which token is taken. Every generated token can be opened
 to see the distribution after each stage, and for sampling the random draw that picked it.
+
+Wiring is by name, never by position: the form's controls are a {DecodeConfig field: component}
+dict passed as `inputs_kwargs`, and handlers return {component: value} dicts (a component left
+out keeps its value).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import gradio as gr
 
@@ -33,17 +37,13 @@ from tabs.common import model_queue, user_errors
 
 MAX_COMPARE = 4
 MAX_PROMPT_CHARS = 4000
-CONFIG_FIELDS = [f.name for f in fields(DecodeConfig)]  # the order of the control values below
+CONFIG_FIELDS = tuple(f.name for f in fields(DecodeConfig))  # also the API's parameter order
 
 
-def _config(values) -> DecodeConfig:
-    values = list(values)
-    seed_at = CONFIG_FIELDS.index("seed")
-    values[seed_at] = int(values[seed_at] or 0)  # an emptied Number box arrives as None
-    return DecodeConfig(*values)
-
-
-_notes = views.notes_markdown  # markup (escaped) belongs to the view
+def config_from(knobs: dict) -> DecodeConfig:
+    """The DecodeConfig of the form's values, keyed by field name."""
+    seed = knobs.get("seed")
+    return DecodeConfig(**{**knobs, "seed": int(seed or 0)})  # an emptied Number box arrives as None
 
 
 def _check_prompt(prompt: str) -> None:
@@ -54,66 +54,94 @@ def _check_prompt(prompt: str) -> None:
                        f"{MAX_PROMPT_CHARS:,}. Decoding effects show best on a short prompt.")
 
 
-def _empty_inspector():
-    return ("", None, None, None, gr.update(value=None, visible=False))
+@dataclass(frozen=True)
+class Inspector:
+    """The step inspector's components, and their values for one step."""
+
+    summary: gr.Markdown
+    stages: gr.Dataframe
+    candidates: gr.Dataframe
+    strip: gr.Plot
+    contrast: gr.Dataframe
+
+    def components(self) -> list:
+        return [self.summary, self.stages, self.candidates, self.strip, self.contrast]
+
+    def empty(self) -> dict:
+        return {self.summary: "", self.stages: None, self.candidates: None, self.strip: None,
+                self.contrast: gr.update(value=None, visible=False)}
+
+    def show(self, steps, index, strategy: str) -> dict:
+        """Summary, stage table, candidates table, strip chart and contrastive table of one step."""
+        if not steps or index is None or not 0 <= int(index) < len(steps):
+            return self.empty()
+        step = steps[int(index)]
+        return {self.summary: views.step_summary(step, strategy), self.stages: views.stage_table(step),
+                self.candidates: views.candidate_table(step), self.strip: views.strip_figure(step),
+                self.contrast: gr.update(value=views.contrastive_table(step), visible=bool(step.contrastive))}
 
 
-def _inspector(steps, index, strategy: str):
-    """Summary, stage table, candidates table, strip chart and contrastive table of one step."""
-    if not steps or index is None or not 0 <= int(index) < len(steps):
-        return _empty_inspector()
-    step = steps[int(index)]
-    contrastive = gr.update(value=views.contrastive_table(step), visible=bool(step.contrastive))
-    return (views.step_summary(step, strategy), views.stage_table(step), views.candidate_table(step),
-            views.strip_figure(step), contrastive)
+@dataclass(frozen=True)
+class RunView:
+    """What a generation run writes; `components()` is the order of the generate endpoints' outputs."""
+
+    output: gr.HighlightedText
+    notes: gr.Markdown
+    status: gr.Markdown
+    steps: gr.State
+    step_pick: gr.Dropdown
+    beams: gr.Dataframe
+    code: gr.Code
+    inspector: Inspector
+
+    def components(self) -> list:
+        return [self.output, self.notes, self.status, self.steps, self.step_pick, self.beams, self.code,
+                *self.inspector.components()]
 
 
 @user_errors
-def run_decode(registry: ModelRegistry, prompt: str, *values):
+def run_decode(registry: ModelRegistry, view: RunView, prompt: str, knobs: dict):
     """Stream the generation; the last update fills the step picker and opens step 1."""
     _check_prompt(prompt)
-    cfg, notes = normalize(_config(values))
+    cfg, notes = normalize(config_from(knobs))
+    notes = views.notes_markdown(notes)
     if not registry.is_loaded(CHAT):
-        yield (gr.skip(), _notes(notes), "Loading SmolLM2 (first use only)…", *[gr.skip()] * 9)
+        yield {view.notes: notes, view.status: "Loading SmolLM2 (first use only)…"}
     lm = registry.chat_model()
     code = python_snippet(prompt, cfg)
     start = time.perf_counter()
     if cfg.strategy == BEAM:
-        yield (gr.skip(), _notes(notes), f"Running beam search with {cfg.num_beams} beams…", *[gr.skip()] * 9)
+        yield {view.notes: notes, view.status: f"Running beam search with {cfg.num_beams} beams…"}
         result = beam_search(lm, prompt, cfg)
         best = result.beams[0]
         status = (f"Beam search with {cfg.num_beams} beams: {best.length} tokens in "
                   f"{time.perf_counter() - start:.1f} s. The step inspector follows greedy, sampling and "
                   "contrastive runs; for beams see the Beams table.")
-        yield (views.highlighted(best.pieces, best.token_probs), _notes(notes), status, [],
-               gr.update(choices=[], value=None), views.beams_table(result.beams), code, *_empty_inspector())
+        yield {view.output: views.highlighted(best.pieces, best.token_probs), view.notes: notes,
+               view.status: status, view.steps: [], view.step_pick: gr.update(choices=[], value=None),
+               view.beams: views.beams_table(result.beams), view.code: code, **view.inspector.empty()}
         return
     steps = []
-    skip_rest = [gr.skip()] * 9  # state, picker, beams, code and the inspector wait for the end
-    for step in stream_steps(lm, prompt, cfg):
+    for step in stream_steps(lm, prompt, cfg):  # state, picker, beams, code and the inspector wait for the end
         steps.append(step)
-        yield (views.highlighted([s.token for s in steps], [s.prob for s in steps]), _notes(notes),
-               f"Generating… {len(steps)} tokens", *skip_rest)
+        yield {view.output: views.highlighted([s.token for s in steps], [s.prob for s in steps]),
+               view.notes: notes, view.status: f"Generating… {len(steps)} tokens"}
     elapsed = time.perf_counter() - start
     status = (f"{cfg.strategy.capitalize()}: {len(steps)} tokens in {elapsed:.1f} s "
               f"({len(steps) / max(elapsed, 1e-9):.1f} tokens/s). Click a token or pick a step to inspect it.")
-    yield (views.highlighted([s.token for s in steps], [s.prob for s in steps]), _notes(notes), status, steps,
-           gr.update(choices=views.step_choices(steps), value=0), None, code,
-           *_inspector(steps, 0, cfg.strategy))
+    yield {view.output: views.highlighted([s.token for s in steps], [s.prob for s in steps]), view.notes: notes,
+           view.status: status, view.steps: steps,
+           view.step_pick: gr.update(choices=views.step_choices(steps), value=0), view.beams: None,
+           view.code: code, **view.inspector.show(steps, 0, cfg.strategy)}
 
 
 @user_errors
-def show_step(steps, index, strategy: str):
-    return _inspector(steps, index, strategy)
-
-
-@user_errors
-def select_token(steps, strategy: str, evt: gr.SelectData):
+def select_token(view: RunView, steps, strategy: str, index):
     """Clicking a token in the output opens its step."""
-    index = evt.index if isinstance(evt.index, int) else (evt.index or [None])[0]
+    index = index if isinstance(index, int) else (index or [None])[0]
     if not steps or index is None or not 0 <= index < len(steps):
-        return (gr.skip(),) * 6
-    return (index, *_inspector(steps, index, strategy))
+        return gr.skip()
+    return {view.step_pick: index, **view.inspector.show(steps, index, strategy)}
 
 
 @user_errors
@@ -136,31 +164,33 @@ def _run_config(lm, prompt: str, cfg: DecodeConfig):
 
 
 @user_errors
-def run_compare(registry: ModelRegistry, prompt: str, names: list[str], *values, progress=gr.Progress()):
+def run_compare(registry: ModelRegistry, columns: list, notes_box, prompt: str, names: list[str], knobs: dict,
+                progress):
     """Run 2-4 configurations on the same prompt and seed; one column each (returned together)."""
     _check_prompt(prompt)
     names = list(names or [])
     if not 2 <= len(names) <= MAX_COMPARE:
         raise gr.Error(f"Pick between 2 and {MAX_COMPARE} configurations to compare (you picked {len(names)}).")
-    current = _config(values)
+    current = config_from(knobs)
     lm = registry.chat_model()
-    columns = [gr.update(value=None, label="", visible=False) for _ in range(MAX_COMPARE)]
+    updates = {column: gr.update(value=None, label="", visible=False) for column in columns}
     messages = []
-    for i, name in enumerate(names):
+    for i, (column, name) in enumerate(zip(columns, names, strict=False)):
         progress(i / len(names), desc=f"Running {name}")
         value, notes = _run_config(lm, prompt, compare_config(name, current))
-        columns[i] = gr.update(value=value, label=name, visible=True)
+        updates[column] = gr.update(value=value, label=name, visible=True)
         messages += [f"{name}: {n}" for n in notes]
-    return (*columns, _notes(messages))
+    return {**updates, notes_box: views.notes_markdown(messages)}
 
 
 @user_errors
-def apply_preset(name: str):
+def apply_preset(prompt_box, controls: dict, hint_box, name: str) -> dict:
     """Fill the form with a preset; the listener chain then generates."""
     if name not in PRESETS:
         raise gr.Error(f"Unknown preset {name!r}.")
     prompt, cfg, hint = PRESETS[name]
-    return (prompt, *[getattr(cfg, f) for f in CONFIG_FIELDS], f"**{name}.** {hint}")
+    return {prompt_box: prompt, **{box: getattr(cfg, field) for field, box in controls.items()},
+            hint_box: f"**{name}.** {hint}"}
 
 
 def build(services, settings) -> None:
@@ -232,33 +262,49 @@ def build(services, settings) -> None:
     steps_state = gr.State([])
 
     # ---- register listeners ------------------------------------------------------------
-    controls = [strategy, temperature, top_k, top_p, min_p, typical_p, rep, ngram, max_new, seed,
-                beams, length_penalty, n_return, alpha, ck, chat]
-    assert len(controls) == len(CONFIG_FIELDS)
-    inspector = [summary, stages, candidates, strip, contrast]
-    decode_outputs = [output, notes, status, steps_state, step_pick, beams_df, code, *inspector]
+    controls = dict(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                    typical_p=typical_p, repetition_penalty=rep, no_repeat_ngram_size=ngram,
+                    max_new_tokens=max_new, seed=seed, num_beams=beams, length_penalty=length_penalty,
+                    num_return_sequences=n_return, penalty_alpha=alpha, contrastive_k=ck, chat_template=chat)
+    if tuple(controls) != CONFIG_FIELDS:  # the endpoints' parameter order is this dict's order
+        raise ValueError(f"The decoding controls {list(controls)} must be DecodeConfig's fields in order.")
+    inspector = Inspector(summary, stages, candidates, strip, contrast)
+    view = RunView(output, notes, status, steps_state, step_pick, beams_df, code, inspector)
+    chart_inputs = dict(prompt=prompt, chat_template=chat, temperature=temperature, top_p=top_p)
     queue = model_queue(settings)
 
-    def decode_ui(prompt, *values):
-        yield from run_decode(registry, prompt, *values)
+    def decode_ui(prompt, **knobs):
+        yield from run_decode(registry, view, prompt, knobs)
+
+    @user_errors
+    def show_step_ui(steps, index, strategy):
+        return inspector.show(steps, index, strategy)
+
+    def select_ui(steps, strategy, evt: gr.SelectData):
+        return select_token(view, steps, strategy, evt.index)
 
     def chart_ui(prompt, chat_template, temperature, top_p):
         return temperature_chart(registry, prompt, chat_template, temperature, top_p)
 
-    def compare_ui(prompt, names, *values, progress=gr.Progress()):
-        return run_compare(registry, prompt, names, *values, progress=progress)
+    def compare_ui(prompt, names, progress=gr.Progress(), **knobs):
+        return run_compare(registry, compare_out, compare_notes, prompt, names, knobs, progress)
 
-    generate.click(decode_ui, [prompt, *controls], decode_outputs, api_name="decoding_generate", **queue)
-    prompt.submit(decode_ui, [prompt, *controls], decode_outputs, api_name="decoding_generate_submit", **queue)
-    step_pick.input(show_step, [steps_state, step_pick, strategy], inspector, api_name="decoding_step")
-    output.select(select_token, [steps_state, strategy], [step_pick, *inspector], api_name="decoding_select_token")
+    def preset_ui(name):
+        return apply_preset(prompt, controls, preset_hint, name)
+
+    decode_kw = dict(inputs=[prompt], inputs_kwargs=controls, outputs=view.components(), **queue)
+    generate.click(decode_ui, api_name="decoding_generate", **decode_kw)
+    prompt.submit(decode_ui, api_name="decoding_generate_submit", **decode_kw)
+    step_pick.input(show_step_ui, [steps_state, step_pick, strategy], inspector.components(), api_name="decoding_step")
+    output.select(select_ui, [steps_state, strategy], [step_pick, *inspector.components()],
+                  api_name="decoding_select_token")
     gr.on([chart_btn.click, generate.click, temperature.release, top_p.release], chart_ui,
-          [prompt, chat, temperature, top_p], chart, api_name="decoding_temperature_chart", **queue)
-    compare_btn.click(compare_ui, [prompt, picks, *controls], [*compare_out, compare_notes],
+          inputs_kwargs=chart_inputs, outputs=chart, api_name="decoding_temperature_chart", **queue)
+    compare_btn.click(compare_ui, [prompt, picks], [*compare_out, compare_notes], inputs_kwargs=controls,
                       api_name="decoding_compare", **queue)
-    preset.input(apply_preset, preset, [prompt, *controls, preset_hint], api_name="decoding_preset").success(
-        decode_ui, [prompt, *controls], decode_outputs, api_name="decoding_preset_generate", **queue).success(
-        chart_ui, [prompt, chat, temperature, top_p], chart, api_name="decoding_preset_chart", **queue)
+    preset.input(preset_ui, preset, [prompt, *controls.values(), preset_hint], api_name="decoding_preset").success(
+        decode_ui, api_name="decoding_preset_generate", **decode_kw).success(
+        chart_ui, inputs_kwargs=chart_inputs, outputs=chart, api_name="decoding_preset_chart", **queue)
 
     def decode(prompt: str, strategy: str = SAMPLING, temperature: float = 1.0, top_k: int = 50,
                top_p: float = 1.0, min_p: float = 0.0, typical_p: float = 1.0, repetition_penalty: float = 1.0,
@@ -267,8 +313,12 @@ def build(services, settings) -> None:
                contrastive_k: int = 4, chat_template: bool = True) -> str:
         """Generate text for the prompt with the given decoding settings; returns the generated text."""
         _check_prompt(prompt)
-        values = dict(locals())
-        cfg = DecodeConfig(**{f: values[f] for f in CONFIG_FIELDS})
+        cfg = DecodeConfig(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                           typical_p=typical_p, repetition_penalty=repetition_penalty,
+                           no_repeat_ngram_size=no_repeat_ngram_size, max_new_tokens=max_new_tokens, seed=seed,
+                           num_beams=num_beams, length_penalty=length_penalty,
+                           num_return_sequences=num_return_sequences, penalty_alpha=penalty_alpha,
+                           contrastive_k=contrastive_k, chat_template=chat_template)
         return generate_text(registry.chat_model(), prompt, cfg)[0]
 
     gr.api(user_errors(decode), api_name="decode", **queue)

@@ -10,7 +10,7 @@ import torch
 from conftest import screenshot
 from gradio_client.exceptions import AppError
 
-from models.decoding.steps import encode_prompt
+from models.decoding.steps import DecodeConfig, encode_prompt, generate_text
 
 PROMPT = "The three primary colours are"
 SCREENSHOT = Path(__file__).parent.parent / "assets" / "screenshots" / "decoding.png"
@@ -32,6 +32,14 @@ def test_decode_endpoint_greedy_equals_generate(client, registry):
                           api_name="/decode") == text
 
 
+def test_decode_endpoint_passes_every_setting_by_name(client, registry):
+    """/decode with distinct settings gives the text of the same DecodeConfig run in-process."""
+    settings = dict(strategy="sampling", temperature=1.3, top_k=30, top_p=0.9, min_p=0.05, typical_p=0.95,
+                    repetition_penalty=1.2, no_repeat_ngram_size=2, max_new_tokens=8, seed=17, chat_template=False)
+    text = client.predict(PROMPT, **settings, api_name="/decode")
+    assert text == generate_text(registry.chat_model(), PROMPT, DecodeConfig(**settings))[0]
+
+
 def test_decode_endpoint_same_seed_same_text(client):
     kwargs = dict(strategy="sampling", temperature=1.3, top_k=0, max_new_tokens=6, seed=21, chat_template=False,
                   api_name="/decode")
@@ -51,6 +59,67 @@ def test_generate_listener_fills_the_inspector(client):
     assert stages["data"][2][1] == 50  # top-k leaves 50 tokens
     assert sum(row[0] == "▶" for row in candidates["data"]) == 1
     assert strip["type"] == "matplotlib"
+
+
+# The label each DecodeConfig field's control has (its text before any " ("), as the page shows it.
+FIELD_LABELS = {"strategy": "Strategy", "temperature": "Temperature", "top_k": "Top-k", "top_p": "Top-p",
+                "min_p": "Min-p", "typical_p": "Typical-p", "repetition_penalty": "Repetition penalty",
+                "no_repeat_ngram_size": "No-repeat n-gram size", "max_new_tokens": "Max new tokens", "seed": "Seed",
+                "num_beams": "Beams", "length_penalty": "Length penalty", "num_return_sequences": "Beams returned",
+                "penalty_alpha": "Penalty α", "contrastive_k": "Candidates",
+                "chat_template": "Wrap in the chat template"}
+
+
+def _params(client, api_name: str) -> list[dict]:
+    return client.view_api(return_format="dict", print_info=False)["named_endpoints"][api_name]["parameters"]
+
+
+@pytest.mark.parametrize("api_name", ["/decoding_generate", "/decoding_compare", "/decoding_preset_generate"])
+def test_each_config_field_is_wired_to_its_own_control(client, api_name):
+    """The form reaches DecodeConfig by name: each field's parameter is the control labelled for it,
+    with that field's default (a swap of two sliders in the wiring fails here)."""
+    defaults = DecodeConfig()
+    params = {p["parameter_name"]: p for p in _params(client, api_name)}
+    assert list(params)[-len(FIELD_LABELS):] == list(FIELD_LABELS)  # positional order = DecodeConfig's fields
+    for field, label in FIELD_LABELS.items():
+        assert params[field]["label"].split(" (")[0] == label, field
+        assert params[field]["parameter_default"] == getattr(defaults, field), field
+
+
+def test_decode_endpoint_signature_is_the_config(client):
+    """/decode keeps its keywords and defaults, which are DecodeConfig's fields and defaults."""
+    params = _params(client, "/decode")
+    assert [p["parameter_name"] for p in params] == ["prompt", *FIELD_LABELS]
+    defaults = DecodeConfig()
+    assert all(p["parameter_default"] == getattr(defaults, p["parameter_name"]) for p in params[1:])
+
+
+def _code_and_stages(out) -> tuple[str, list[str]]:
+    """The snippet and the stage names of a generate result (counted from the end: the state may be left out)."""
+    code, stages = out[-6], out[-4]
+    return code, [row[0] for row in (stages or {}).get("data", [])]
+
+
+def test_every_control_value_reaches_its_field(client):
+    """Distinct values sent by field name come back under that name in the snippet and the stage table
+    (the handler builds its DecodeConfig by name; the test above checks the controls behind the names)."""
+    out = client.predict(PROMPT, strategy="sampling", temperature=0.8, top_k=37, top_p=0.93, min_p=0.01,
+                         typical_p=0.97, repetition_penalty=1.15, no_repeat_ngram_size=3, max_new_tokens=2, seed=5,
+                         chat_template=False, api_name="/decoding_generate")
+    code, stages = _code_and_stages(out)
+    assert stages == ["raw softmax", "repetition penalty 1.15", "no-repeat 3-gram", "temperature 0.8", "top-k 37",
+                      "top-p 0.93", "min-p 0.01", "typical-p 0.97"]
+    for part in ("max_new_tokens=2,", "torch.manual_seed(5)", "inputs = tokenizer(prompt"):
+        assert part in code
+    out = client.predict(PROMPT, strategy="beam search", num_beams=3, length_penalty=0.7, num_return_sequences=2,
+                         max_new_tokens=2, chat_template=False, api_name="/decoding_generate")
+    code, _ = _code_and_stages(out)
+    for part in ("num_beams=3,", "length_penalty=0.7,", "num_return_sequences=2,"):
+        assert part in code
+    out = client.predict(PROMPT, strategy="contrastive search", penalty_alpha=0.45, contrastive_k=6,
+                         max_new_tokens=2, chat_template=False, api_name="/decoding_generate")
+    code, _ = _code_and_stages(out)
+    assert "penalty_alpha=0.45," in code and "top_k=6," in code
 
 
 def test_empty_prompt_is_a_clear_error(client):
