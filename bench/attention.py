@@ -100,8 +100,8 @@ def iframe_render_seconds(registry) -> float | None:
         return None
     from playwright.sync_api import sync_playwright
 
-    from models.attention.bertviz_html import views_document
     from models.attention.capture import encoder_attention
+    from tabs.bertviz_views import views_document
 
     att, tokens, b_start, _ = encoder_attention(registry.encoder_with_attention(), TEXTS[0]).for_views()
     document = views_document(att, tokens, b_start)

@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 
 from models.attention import capture as attn
-from models.attention.bertviz_html import sandboxed_iframe, views_document
 from models.attention.head_stats import head_stats
 from models.attention.knockout import knockout, parse_heads
 from models.attention.render import head_grid_html, heatmap_png
 from models.attention.walkthrough import walk_through
 from models.registry import CHAT, ENCODER, ModelRegistry
+from tabs.bertviz_views import sandboxed_iframe, views_document
 from tabs.common import model_queue, user_errors
 
 AVERAGE = "average of heads"

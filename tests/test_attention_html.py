@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from models.attention.bertviz_html import json_for_script, sandboxed_iframe, views_document
 from models.attention.capture import encoder_attention
 from models.attention.head_stats import head_stats
 from models.attention.render import head_grid_html
+from tabs.bertviz_views import json_for_script, sandboxed_iframe, views_document
 
 HOSTILE_A = "<script>alert(1)</script> is a tag"
 HOSTILE_B = '"><img src=x onerror=alert(2)> and </script><b>bold</b>'

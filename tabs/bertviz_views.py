@@ -14,19 +14,24 @@ and embeds the attention as a JSON literal inside a `<script>`. Here:
   `</script><img onerror=...>` stays a string (bertviz then draws it with d3 `.text()`);
 - the document goes into `srcdoc` HTML-escaped, with `sandbox="allow-scripts"`: its scripts
   run in an opaque origin with no access to the app page or its cookies.
+
+Text that lands in HTML (titles, hints, notices, the srcdoc attribute) goes through the one
+helper, `tabs.common.escape`. Text inside a `<script>` cannot use it (the browser does not
+decode entities there): `json_for_script` and `script` guard that context instead.
 """
 
 from __future__ import annotations
 
 import functools
-import html
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 
-VENDOR = Path(__file__).resolve().parents[2] / "assets" / "vendor"
+from tabs.common import escape
+
+VENDOR = Path(__file__).resolve().parents[1] / "assets" / "vendor"
 # Loaded as plain scripts before require.js exists, so d3/jQuery become window globals
 # (an anonymous AMD define() in an inline script would be a require.js "mismatch" error).
 LIBS = ("d3/d3.min.js", "jquery/jquery.min.js", "requirejs/require.js")
@@ -178,10 +183,10 @@ def views_document(attentions: np.ndarray, tokens: list[str], sentence_b_start: 
                       include_layers=layers[:1], html_action="return", **kwargs)
         markup, js = _rewrite(result.data, n, sentence_b_start, kind, layers)
         pieces.append((title, hint, markup, js))
-    notice_html = f'<p class="hint">{html.escape(notice)}</p>' if notice else ""
+    notice_html = f'<p class="hint">{escape(notice)}</p>' if notice else ""
     body = [notice_html]
     for title, hint, markup, _ in pieces:
-        body += [f"<h3>{html.escape(title)}</h3>", f'<p class="hint">{html.escape(hint)}</p>', markup]
+        body += [f"<h3>{escape(title)}</h3>", f'<p class="hint">{escape(hint)}</p>', markup]
     libs = "".join(script(vendored(lib)) for lib in LIBS)
     data = script("window.GENAI_ATTN = " + shared + ";" + PRELUDE_JS)
     # The model view (the heavier drawing) starts in a later task, so the browser paints the
@@ -194,6 +199,6 @@ def views_document(attentions: np.ndarray, tokens: list[str], sentence_b_start: 
 
 def sandboxed_iframe(document: str, height: int = 900, title: str = "bertviz attention views") -> str:
     """Wrap a page into `<iframe srcdoc>`; the attribute value is fully HTML-escaped."""
-    return (f'<iframe class="bertviz-frame" title="{html.escape(title)}" sandbox="allow-scripts" '
+    return (f'<iframe class="bertviz-frame" title="{escape(title)}" sandbox="allow-scripts" '
             f'referrerpolicy="no-referrer" style="width:100%;height:{int(height)}px;border:1px solid #ddd;'
-            f'border-radius:6px;background:#fff" srcdoc="{html.escape(document, quote=True)}"></iframe>')
+            f'border-radius:6px;background:#fff" srcdoc="{escape(document)}"></iframe>')
