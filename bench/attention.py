@@ -62,7 +62,8 @@ def _settings():
 
 
 def server_figures(registry) -> dict:
-    from tabs.attention import analyze, views_html
+    from tabs.attention import analyze, view_layers
+    from tabs.attention_views import views_html
 
     times = []
     for i in range(ROUNDS + 1):
@@ -70,7 +71,7 @@ def server_figures(registry) -> dict:
         out = analyze(registry, "encoder", TEXTS[i % 2], "", 0, False, "", progress=lambda *a, **k: None)
         if i:  # the first round imports bertviz and warms the caches
             times.append(time.perf_counter() - start)
-    data = out[0]
+    data = out.data
     assert data.n_tokens == 64, data.n_tokens
     from models.attention.capture import decoder_attention, encoder_attention
 
@@ -81,7 +82,7 @@ def server_figures(registry) -> dict:
         encoder_attention(encoder, TEXTS[i % 2])
         forward.append(time.perf_counter() - start)
         start = time.perf_counter()
-        views_html(data)
+        views_html(data, view_layers("", data.n_layers))
         views.append(time.perf_counter() - start)
 
     lm = registry.chat_model(attn_implementation="eager")
@@ -90,8 +91,8 @@ def server_figures(registry) -> dict:
         "server_s": statistics.median(times),
         "forward_s": statistics.median(forward),
         "views_html_s": statistics.median(views),
-        "payload_bytes_minilm_64": len(views_html(data).encode()),
-        "payload_bytes_smollm2_64": len(views_html(decoder).encode()),
+        "payload_bytes_minilm_64": len(views_html(data, view_layers("", data.n_layers)).encode()),
+        "payload_bytes_smollm2_64": len(views_html(decoder, view_layers("", decoder.n_layers)).encode()),
     }
 
 

@@ -6,6 +6,9 @@ token "sinks", [SEP]); each weight is softmax(q·k/√d + mask) with real number
 model; and switching a head off shows, in numbers, whether the model needed it. The encoder
 (all-MiniLM-L6-v2) sees a sentence or a pair; the decoder (SmolLM2) sees a prompt and,
 optionally, the tokens it generates next, so you can see what a new token attends to.
+
+Here: the components and their listeners. The models run in models/attention/; what is shown
+(HTML, the heatmap PNG, Markdown and tables) is drawn by tabs/attention_views.py.
 """
 
 from __future__ import annotations
@@ -14,19 +17,29 @@ import contextlib
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import pandas as pd
 
 from models.attention import capture as attn
-from models.attention.head_stats import head_stats
-from models.attention.knockout import knockout, parse_heads
-from models.attention.render import head_grid_html, heatmap_png
-from models.attention.walkthrough import walk_through
+from models.attention.head_stats import HeadStats, head_stats
+from models.attention.knockout import KnockoutResult, knockout, parse_heads
+from models.attention.walkthrough import WalkThrough, walk_through
 from models.registry import CHAT, ENCODER, ModelRegistry
-from tabs.bertviz_views import sandboxed_iframe, views_document
+from tabs.attention_views import (
+    HEAD_COLUMNS,
+    WALK_COLUMNS,
+    head_grid_html,
+    head_table,
+    heatmap_png,
+    knockout_view,
+    query_choices,
+    status_markdown,
+    views_html,
+    walkthrough_view,
+)
 from tabs.common import model_queue, user_errors
 
 AVERAGE = "average of heads"
@@ -92,31 +105,6 @@ def view_layers(spec: str, n_layers: int) -> list[int]:
     return sorted(layers)
 
 
-def views_html(data: attn.AttentionData, layers_spec: str = "") -> str:
-    """The bertviz head + model views for `data` as a sandboxed iframe."""
-    att, tokens, b_start, notice = data.for_views()
-    layers = view_layers(layers_spec, data.n_layers)
-    if len(layers) < data.n_layers:
-        shown = f"Layers shown in the bertviz views: {', '.join(map(str, layers))} of 0-{data.n_layers - 1}."
-        notice = f"{notice} {shown}".strip()
-    document = views_document(att, tokens, b_start, layers=layers, notice=notice)
-    n = len(tokens)
-    height = min(1400, 260 + 23 * n + len(layers) * (n * 84 // data.n_heads + 10))
-    return sandboxed_iframe(document, height=height)
-
-
-def status_markdown(data: attn.AttentionData) -> str:
-    parts = [f"**{data.model_name}** ({data.kind}): {data.n_tokens} tokens, {data.n_layers} layers × "
-             f"{data.n_heads} heads."]
-    if data.sentence_b_start is not None:
-        parts.append(f"Sentence B starts at token {data.sentence_b_start} (segment id 1).")
-    if data.generated_start is not None:
-        parts.append(f"Tokens {data.generated_start}-{data.n_tokens - 1} were generated (greedy); "
-                     "in the heatmap they are red, below the red line.")
-    parts += [f"ℹ️ {notice}" for notice in data.notices]
-    return "\n\n".join(parts)
-
-
 def head_choice(value) -> int | None:
     return None if value in (None, "", AVERAGE) else int(value)
 
@@ -127,10 +115,18 @@ def require_data(data: attn.AttentionData | None) -> attn.AttentionData:
     return data
 
 
-@user_errors
+@dataclass
+class Analysis:
+    """One "Show attention" run: the data the session keeps, its head scores, the views iframe."""
+
+    data: attn.AttentionData
+    stats: HeadStats
+    views: str
+
+
 def analyze(registry: ModelRegistry, kind: str, text: str, text_b: str, new_tokens: int, chat_template: bool,
-            layers_spec: str, progress=gr.Progress()):
-    """(state, status, views iframe, head grid, head table, layer/head/query picker updates)."""
+            layers_spec: str, progress=gr.Progress()) -> Analysis:
+    """Run the model on the input and draw the bertviz views; bad input raises gr.Error."""
     if not (text or "").strip():
         raise gr.Error("Enter a sentence (encoder) or a prompt (decoder) first.")
     key = CHAT if kind == "decoder" else ENCODER
@@ -139,21 +135,14 @@ def analyze(registry: ModelRegistry, kind: str, text: str, text_b: str, new_toke
     progress(0.4, desc="Running the model…")
     try:
         data = compute(registry, kind, text, text_b, int(new_tokens or 0), bool(chat_template))
-        frame = views_html(data, layers_spec)
+        frame = views_html(data, view_layers(layers_spec, data.n_layers))
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
     stats = head_stats(data.attentions, data.sep_positions)
     # The session keeps the weights for the heatmap only: half precision halves its memory
     # (SmolLM2 at 256 tokens: 30 layers x 9 heads x 256² weights = 71 MB in fp32).
     data.attentions = data.attentions.astype(np.float16)
-    layers = list(range(data.n_layers))
-    heads = [AVERAGE] + list(range(data.n_heads))
-    queries = [(f"{i}: {label}", i) for i, label in enumerate(data.labels)]
-    last = data.n_layers - 1
-    return (data, status_markdown(data), frame, head_grid_html(stats), pd.DataFrame(stats.rows()),
-            gr.update(choices=layers, value=last), gr.update(choices=heads, value=AVERAGE),
-            gr.update(choices=layers, value=0), gr.update(choices=list(range(data.n_heads)), value=0),
-            gr.update(choices=queries, value=data.n_tokens - 1))
+    return Analysis(data, stats, frame)
 
 
 def prune(folder: str, max_age_s: float = PNG_MAX_AGE_S) -> None:
@@ -165,9 +154,8 @@ def prune(folder: str, max_age_s: float = PNG_MAX_AGE_S) -> None:
                 old.unlink()
 
 
-@user_errors
-def heatmap(data: attn.AttentionData | None, layer, head, folder: str):
-    """(PNG for the image, the same file for the download button)."""
+def heatmap(data: attn.AttentionData | None, layer, head, folder: str) -> str:
+    """Draw one head (or the layer's average) into a new PNG under `folder`; its path."""
     data = require_data(data)
     prune(folder)
     path = Path(folder) / f"attention-L{int(layer)}-{'avg' if head_choice(head) is None else f'H{head}'}-" \
@@ -176,52 +164,26 @@ def heatmap(data: attn.AttentionData | None, layer, head, folder: str):
         heatmap_png(data, int(layer), head_choice(head), path)
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
-    return str(path), gr.update(value=str(path), interactive=True)
+    return str(path)
 
 
-@user_errors
-def explain(registry: ModelRegistry, data: attn.AttentionData | None, layer, head, query):
-    """(explanation markdown, table rows) for the Q·K walk-through of one head and query token."""
+def explain(registry: ModelRegistry, data: attn.AttentionData | None, layer, head, query) -> WalkThrough:
+    """The Q·K walk-through of one head and query token, recomputed with the model's weights."""
     data = require_data(data)
     try:
-        walk = walk_through(adapter_for(registry, data.kind).model, data, int(layer), int(head), int(query))
+        return walk_through(adapter_for(registry, data.kind).model, data, int(layer), int(head), int(query))
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
-    causal = "; the causal mask sets every later key to −∞" if data.kind == "decoder" else ""
-    rope = " Q and K were first rotated by their positions (RoPE)." if walk.rotary else ""
-    text = (f"Layer {walk.layer}, head {walk.head}, query token {walk.query_index} "
-            f"(`{walk.query_label.strip() or repr(walk.query_label)}`).\n\n"
-            f"1. **score** = q·k for every key (q, k: {walk.head_dim}-dim vectors).{rope}\n"
-            f"2. **scaled** = score × 1/√{walk.head_dim} = score × {walk.scale:.4f}\n"
-            f"3. **+ mask**: 0 where the query may look{causal}.\n"
-            f"4. **softmax**: exp(s − max) / Σ exp(s − max).\n\n"
-            f"Largest difference from the weights the model returned: **{walk.max_abs_diff:.2e}**.")
-    columns = ["#", "key", "q·k", "scaled", "mask", "scaled+mask", "exp(s−max)", "softmax", "model weight"]
-    return text, pd.DataFrame(walk.rows(), columns=columns)
 
 
-@user_errors
-def knock(registry: ModelRegistry, data: attn.AttentionData | None, spec: str):
-    """(result markdown, comparison rows) after switching off the heads named in `spec`."""
+def knock(registry: ModelRegistry, data: attn.AttentionData | None, spec: str) -> KnockoutResult:
+    """What changes when the heads named in `spec` are switched off."""
     data = require_data(data)
     try:
         heads = parse_heads(spec, data.n_layers, data.n_heads)
-        result = knockout(adapter_for(registry, data.kind), data, heads)
+        return knockout(adapter_for(registry, data.kind), data, heads)
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
-    names = ", ".join(f"{layer}.{head}" for layer, head in result.heads)
-    if result.kind == "decoder":
-        changed = result.top_before[0][0] != result.top_after[0][0]
-        text = (f"Switched off **{len(result.heads)} head(s)** ({names}). Next-token distribution after "
-                f"the last token: **KL(before ‖ after) = {result.kl:.4f} nats**. The most likely next token "
-                f"{'**changed**' if changed else 'stayed the same'}.")
-        rows = [[i + 1, repr(b[0]), b[1], repr(a[0]), a[1]]
-                for i, (b, a) in enumerate(zip(result.top_before, result.top_after, strict=True))]
-        return text, pd.DataFrame(rows, columns=["rank", "before", "p before", "after", "p after"])
-    text = (f"Switched off **{len(result.heads)} head(s)** ({names}). Sentence embedding (mean pooling, "
-            f"normalised): **cosine to the original = {result.cosine:.4f}** (1 = unchanged).")
-    rows = [[i + 1, token, cosine] for i, (token, cosine) in enumerate(result.moved_tokens)]
-    return text, pd.DataFrame(rows, columns=["rank", "most changed token", "cosine to original"])
 
 
 def build(services, settings) -> None:
@@ -264,7 +226,7 @@ def build(services, settings) -> None:
                                 format="png", interactive=False, elem_id="attention-heatmap")
         with gr.Tab("What each head does"):
             grid = gr.HTML(elem_id="attention-head-grid")
-            table = gr.Dataframe(headers=["layer", "head", "type", "entropy", "previous", "self", "first", "sep"],
+            table = gr.Dataframe(headers=HEAD_COLUMNS,
                                  label="Per-head scores (mean over query tokens)", interactive=False)
         with gr.Tab("How attention is computed"):
             with gr.Row():
@@ -273,8 +235,7 @@ def build(services, settings) -> None:
                 wt_query = gr.Dropdown([], label="Query token")
                 wt_button = gr.Button("Walk through")
             wt_text = gr.Markdown()
-            wt_table = gr.Dataframe(headers=["#", "key", "q·k", "scaled", "mask", "scaled+mask", "exp(s−max)",
-                                             "softmax", "model weight"], interactive=False)
+            wt_table = gr.Dataframe(headers=WALK_COLUMNS, interactive=False)
         with gr.Tab("Head knock-out"):
             with gr.Row():
                 ko_heads = gr.Textbox(label="Heads to switch off", value="0.0",
@@ -284,17 +245,49 @@ def build(services, settings) -> None:
             ko_table = gr.Dataframe(interactive=False)
 
     # ---- register listeners ----
+    # Handlers take their inputs by name (inputs_kwargs) and return {component: value}: an output
+    # left out of the dict keeps its value, and reordering a list below cannot change what goes where.
+    def drawn(path: str | None) -> dict:
+        """The heatmap image and its download button, showing `path` (None: cleared)."""
+        return {hm_image: path, download: gr.update(value=path, interactive=path is not None)}
+
+    @user_errors
     def on_show(kind, text, text_b, new_tokens, chat_template, layers_spec, progress=gr.Progress()):
-        return analyze(registry, kind, text, text_b, new_tokens, chat_template, layers_spec, progress)
+        run = analyze(registry, kind, text, text_b, new_tokens, chat_template, layers_spec, progress)
+        data, layers, heads = run.data, list(range(run.data.n_layers)), list(range(run.data.n_heads))
+        return {data_state: data, status: status_markdown(data), views: run.views,
+                grid: head_grid_html(run.stats), table: head_table(run.stats),
+                hm_layer: gr.update(choices=layers, value=layers[-1]),
+                hm_head: gr.update(choices=[AVERAGE, *heads], value=AVERAGE),
+                wt_layer: gr.update(choices=layers, value=0), wt_head: gr.update(choices=heads, value=0),
+                wt_query: gr.update(choices=query_choices(data), value=data.n_tokens - 1)}
 
+    @user_errors
     def on_heatmap(data, layer, head):
-        return heatmap(data, layer, head, folder)
+        return drawn(heatmap(data, layer, head, folder))
 
+    @user_errors
+    def on_heatmap_if_open(data, layer, head, active):
+        if active != HEATMAP_TAB:  # drawn when the tab is opened: no CPU taken from the views now
+            return drawn(None)
+        return on_heatmap(data, layer, head)
+
+    @user_errors
+    def on_tab(data, layer, head, image, evt: gr.SelectData):
+        if evt.value == HEATMAP_TAB and data is not None and not image:  # not drawn yet for this input
+            return {active_tab: evt.value, **on_heatmap(data, layer, head)}
+        return {active_tab: evt.value}
+
+    @user_errors
     def on_walk(data, layer, head, query):
-        return explain(registry, data, layer, head, query)
+        walk = explain(registry, data, layer, head, query)
+        markdown, rows = walkthrough_view(walk, data.kind)
+        return {wt_text: markdown, wt_table: rows}
 
+    @user_errors
     def on_knock(data, spec):
-        return knock(registry, data, spec)
+        markdown, rows = knockout_view(knock(registry, data, spec))
+        return {ko_text: markdown, ko_table: rows}
 
     def attention_data(text: str, text_b: str = "", model: str = "encoder", new_tokens: int = 0,
                        max_tokens: int = attn.VIEW_LIMIT) -> dict:
@@ -313,31 +306,24 @@ def build(services, settings) -> None:
 
     def on_kind(kind):
         encoder = kind == "encoder"
-        return gr.update(visible=encoder), gr.update(visible=not encoder), gr.update(visible=not encoder)
+        return {text_b: gr.update(visible=encoder), new_tokens: gr.update(visible=not encoder),
+                chat_template: gr.update(visible=not encoder)}
 
-    kind.change(on_kind, kind, [text_b, new_tokens, chat_template], api_name="attention_model_kind", queue=False)
-    pickers = [hm_layer, hm_head, wt_layer, wt_head, wt_query]
-    shown = show.click(on_show, [kind, text, text_b, new_tokens, chat_template, layers_spec],
-                       [data_state, status, views, grid, table, *pickers], api_name="attention_views",
-                       **model_queue(settings))
-    def on_heatmap_if_open(data, layer, head, active):
-        if active != HEATMAP_TAB:  # drawn when the tab is opened: no CPU taken from the views now
-            return None, gr.update(value=None, interactive=False)
-        return heatmap(data, layer, head, folder)
-
-    def on_tab(data, layer, head, image, evt: gr.SelectData):
-        if evt.value == HEATMAP_TAB and data is not None and not image:  # not drawn yet for this input
-            return evt.value, *heatmap(data, layer, head, folder)
-        return evt.value, gr.skip(), gr.skip()
-
-    shown.success(on_heatmap_if_open, [data_state, hm_layer, hm_head, active_tab], [hm_image, download],
-                  api_name="attention_heatmap_after")
-    sub_tabs.select(on_tab, [data_state, hm_layer, hm_head, hm_image], [active_tab, hm_image, download],
-                    api_name="attention_tab")
-    gr.on([hm_layer.input, hm_head.input], on_heatmap, [data_state, hm_layer, hm_head], [hm_image, download],
+    heatmap_inputs = {"data": data_state, "layer": hm_layer, "head": hm_head}
+    kind.change(on_kind, inputs_kwargs={"kind": kind}, outputs=[text_b, new_tokens, chat_template],
+                api_name="attention_model_kind", queue=False)
+    shown = show.click(on_show, inputs_kwargs={"kind": kind, "text": text, "text_b": text_b, "new_tokens": new_tokens,
+                                               "chat_template": chat_template, "layers_spec": layers_spec},
+                       outputs=[data_state, status, views, grid, table, hm_layer, hm_head, wt_layer, wt_head, wt_query],
+                       api_name="attention_views", **model_queue(settings))
+    shown.success(on_heatmap_if_open, inputs_kwargs={**heatmap_inputs, "active": active_tab},
+                  outputs=[hm_image, download], api_name="attention_heatmap_after")
+    sub_tabs.select(on_tab, inputs_kwargs={**heatmap_inputs, "image": hm_image},
+                    outputs=[active_tab, hm_image, download], api_name="attention_tab")
+    gr.on([hm_layer.input, hm_head.input], on_heatmap, inputs_kwargs=heatmap_inputs, outputs=[hm_image, download],
           api_name="attention_heatmap")
-    wt_button.click(on_walk, [data_state, wt_layer, wt_head, wt_query], [wt_text, wt_table],
-                    api_name="attention_walkthrough", **model_queue(settings))
-    ko_button.click(on_knock, [data_state, ko_heads], [ko_text, ko_table], api_name="attention_knockout",
-                    **model_queue(settings))
+    wt_button.click(on_walk, inputs_kwargs={"data": data_state, "layer": wt_layer, "head": wt_head, "query": wt_query},
+                    outputs=[wt_text, wt_table], api_name="attention_walkthrough", **model_queue(settings))
+    ko_button.click(on_knock, inputs_kwargs={"data": data_state, "spec": ko_heads}, outputs=[ko_text, ko_table],
+                    api_name="attention_knockout", **model_queue(settings))
     gr.api(user_errors(attention_data), api_name="attention", **model_queue(settings))

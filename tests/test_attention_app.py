@@ -64,6 +64,10 @@ def test_views_then_walkthrough_and_knockout_in_one_session(client):
         "encoder", "The cat sat on the mat.", "", 0, False, "", api_name="/attention_views")
     assert "all-MiniLM-L6-v2" in status and views.startswith("<iframe") and 'sandbox="allow-scripts"' in views
     assert grid.count("<td") == 72 and len(table["data"]) == 72
+    assert [p["choices"][-1][1] for p in pickers] == [5, 11, 5, 11, 8]  # layers, heads, query tokens
+    image, download = client.predict(5, 3, api_name="/attention_heatmap")
+    assert os.path.basename(image).startswith("attention-L5-H3-") and image.endswith(".png")
+    assert download["interactive"] and os.path.basename(download["value"]) == os.path.basename(image)
     text, rows = client.predict(2, 5, 3, api_name="/attention_walkthrough")
     assert "Largest difference" in text and len(rows["data"]) == 9  # [CLS] the cat sat on the mat . [SEP]
     model_weights = [row[-1] for row in rows["data"]]

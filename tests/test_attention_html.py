@@ -1,5 +1,6 @@
 """The bertviz views as an offline, sandboxed iframe: hostile tokens stay text, nothing is
-fetched from another host, and a 64-token page stays small."""
+fetched from another host, and a 64-token page stays small; the head grid and the heatmap
+PNG drawn from the same hostile input."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from models.attention.capture import encoder_attention
 from models.attention.head_stats import head_stats
-from models.attention.render import head_grid_html
+from tabs.attention_views import head_grid_html, heatmap_png
 from tabs.bertviz_views import json_for_script, sandboxed_iframe, views_document
 
 HOSTILE_A = "<script>alert(1)</script> is a tag"
@@ -144,3 +145,16 @@ def test_head_grid_is_escaped_and_complete(hostile):
     tags = parse(grid).tags
     assert sum(tag == "td" for tag, _ in tags) == 6 * 12
     assert all(tag in {"div", "p", "span", "table", "tr", "th", "td"} for tag, _ in tags)
+
+
+def test_heatmap_png_of_hostile_tokens_and_bad_heads(hostile, tmp_path):
+    one = heatmap_png(hostile, 5, 11, tmp_path / "head.png")
+    average = heatmap_png(hostile, 0, None, tmp_path / "average.png")
+    for path in (one, average):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    np.testing.assert_allclose(hostile.head_matrix(0, None), hostile.attentions[0].mean(0))
+    with pytest.raises(ValueError, match="Layer must be between 0 and 5"):
+        heatmap_png(hostile, 6, None, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="Head must be between 0 and 11"):
+        heatmap_png(hostile, 0, 12, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()

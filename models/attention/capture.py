@@ -54,6 +54,16 @@ class AttentionData:
     def n_tokens(self) -> int:
         return self.attentions.shape[2]
 
+    def head_matrix(self, layer: int, head: int | None) -> np.ndarray:
+        """The (n, n) attention of one head, or the average over the layer's heads (head=None)."""
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(f"Layer must be between 0 and {self.n_layers - 1}.")
+        if head is None:
+            return self.attentions[layer].mean(0)
+        if not 0 <= head < self.n_heads:
+            raise ValueError(f"Head must be between 0 and {self.n_heads - 1}.")
+        return self.attentions[layer, head]
+
     def model_inputs(self) -> dict[str, torch.Tensor]:
         """The exact tensors the model saw, to run it again (walk-through, knock-out)."""
         ids = torch.tensor([self.input_ids])

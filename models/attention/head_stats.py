@@ -18,11 +18,7 @@ import numpy as np
 METRICS = ("entropy", "previous", "self", "first", "sep")
 # A head is called by a pattern when at least this share of its attention follows it.
 DOMINANT = 0.5
-TYPE_COLORS = {  # pattern -> background colour of its cells in the grid
-    "previous": "#f4a261", "self": "#8ecae6", "first": "#b5a4e8", "sep": "#e9c46a",
-    "broad": "#c7e9c0", "mixed": "#eeeeee",
-}
-TYPE_LABELS = {
+TYPE_LABELS = {  # every pattern `head_types` can name, in a student's words
     "previous": "previous token", "self": "itself", "first": "first token / [CLS] (sink)",
     "sep": "[SEP]", "broad": "broad (high entropy)", "mixed": "mixed",
 }
