@@ -96,12 +96,14 @@ def view_layers(spec: str, n_layers: int) -> list[int]:
             continue
         try:
             low, _, high = part.partition("-")
-            layers.update(range(int(low), int(high or low) + 1))
+            low, high = int(low), int(high or low)
         except ValueError:
             raise ValueError(f"{part!r} is not a layer or a range like 0-3.") from None
-    bad = [i for i in layers if not 0 <= i < n_layers]
-    if bad:
-        raise ValueError(f"Layer {bad[0]} does not exist (layers 0-{n_layers - 1}).")
+        # Bounds before expanding: "0-20000000" must not build a 20-million-element set.
+        for layer in (low, high):
+            if not 0 <= layer < n_layers:
+                raise ValueError(f"Layer {layer} does not exist (layers 0-{n_layers - 1}).")
+        layers.update(range(low, high + 1))
     return sorted(layers)
 
 
