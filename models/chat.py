@@ -72,6 +72,14 @@ def eos_ids(tokenizer, model) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
+def strip_special_tokens(tokenizer, text: str) -> str:
+    """`text` without the tokenizer's special tokens (e.g. SmolLM2's closing `<|im_end|>`), as
+    `decode(..., skip_special_tokens=True)` would give: for results that leave the app."""
+    for token in tokenizer.all_special_tokens:
+        text = text.replace(token, "")
+    return text
+
+
 def count_tokens(lm: CausalLM, text: str) -> int:
     return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
 

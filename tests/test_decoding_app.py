@@ -19,6 +19,13 @@ SCREENSHOT = Path(__file__).parent.parent / "assets" / "screenshots" / "decoding
 SAMPLING_VALUES = ["sampling", 0.8, 50, 0.9, 0.0, 1.0, 1.0, 0, 5, 3, 4, 1.0, 1, 0.6, 4, False]
 
 
+def test_decode_endpoint_returns_text_without_special_tokens(client, registry):
+    # A chat answer that ends its turn: the steps show <|im_end|>, the API text does not.
+    text = client.predict("Say hi.", strategy="greedy", max_new_tokens=40, chat_template=True, api_name="/decode")
+    specials = registry.chat_model().tokenizer.all_special_tokens
+    assert text.strip() and not any(token in text for token in specials)
+
+
 def test_decode_endpoint_greedy_equals_generate(client, registry):
     text = client.predict(PROMPT, strategy="greedy", max_new_tokens=6, chat_template=False, api_name="/decode")
     lm = registry.chat_model()
@@ -26,7 +33,7 @@ def test_decode_endpoint_greedy_equals_generate(client, registry):
     with torch.inference_mode():
         ref = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                 max_new_tokens=6, pad_token_id=lm.tokenizer.eos_token_id)
-    assert text == lm.tokenizer.decode(ref[0, ids.shape[1]:])
+    assert text == lm.tokenizer.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
     # temperature 0 is explained and mapped to greedy, not an error
     assert client.predict(PROMPT, strategy="sampling", temperature=0.0, max_new_tokens=6, chat_template=False,
                           api_name="/decode") == text

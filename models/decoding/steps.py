@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache, LogitsProcessor
 
-from models.chat import encode_chat, eos_ids, user_message
+from models.chat import encode_chat, eos_ids, strip_special_tokens, user_message
 from models.decoding.config import (  # noqa: F401 (re-exported: the playground's public names)
     BEAM,
     CONTRASTIVE,
@@ -221,14 +221,15 @@ def _contrastive(lm, input_ids, cfg, recorder: Recorder, text: TextAssembler, st
 
 
 def generate_text(lm, prompt: str, cfg: DecodeConfig) -> tuple[str, list[Step], list[str]]:
-    """Run to the end: (generated text, steps, notes). Beam search returns the best beam."""
+    """Run to the end: (generated text without special tokens, steps, notes). Beam search returns
+    the best beam. The steps still show every token, the end-of-turn token included."""
     cfg, notes = normalize(cfg)
     if cfg.strategy == BEAM:
         from models.decoding.beams import beam_search
 
-        return beam_search(lm, prompt, cfg).beams[0].text, [], notes
+        return strip_special_tokens(lm.tokenizer, beam_search(lm, prompt, cfg).beams[0].text), [], notes
     steps = list(stream_steps(lm, prompt, cfg))
-    return "".join(s.token for s in steps), steps, notes
+    return strip_special_tokens(lm.tokenizer, "".join(s.token for s in steps)), steps, notes
 
 
 def temperature_sweep(lm, prompt: str, chat_template: bool, temperatures: list[float], top_p: float,
