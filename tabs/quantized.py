@@ -9,15 +9,13 @@ where the bytes went, and which kernel this CPU really ran.
 
 from __future__ import annotations
 
-from itertools import zip_longest
-
 import gradio as gr
-import pandas as pd
 
 from models import hardware
-from models.chat import eos_ids
-from models.quant import report, run
+from models.quant import compare, report
 from models.quant import schemes as qs
+from models.quant.cache import QuantCache
+from models.quant.inputs import MAX_NEW_TOKENS
 from models.registry import CHAT, ENCODER
 from tabs import quantized_views as views
 from tabs.common import model_queue, user_errors
@@ -40,149 +38,89 @@ def scheme_choices(model_key: str) -> list[tuple[str, str]]:
     return [(s.label, s.key) for s in qs.schemes_for(model_key)]
 
 
-def source_note(registry, model_key: str) -> str:
+def source_note(weights: compare.FullWeights) -> str:
     """Where the 'full' weights came from; offline, SmolLM2's fp32 is itself a dequantized GGUF."""
-    spec, src = registry.specs[model_key], registry.resolve(model_key)
-    if spec.package and spec.package.fmt == "gguf" and src.origin in ("package", "cache"):
-        return (f"Note: offline, the 'full' {spec.display_name} is fp32 *dequantized from the packaged "
-                f"Q4_1 GGUF* ({spec.package.filename}), so its weights already carry 4-bit rounding; "
+    if weights.gguf_file:
+        return (f"Note: offline, the 'full' {weights.display_name} is fp32 *dequantized from the packaged "
+                f"Q4_1 GGUF* ({weights.gguf_file}), so its weights already carry 4-bit rounding; "
                 "on a Space the hub's original weights are used.")
-    return f"Full weights: {src.describe()}."
-
-
-def _check(prompt: str) -> str:
-    if not prompt or not prompt.strip():
-        raise gr.Error("Type a prompt first.")
-    if len(prompt) > report.MAX_PROMPT_CHARS:
-        raise gr.Error(f"The prompt is {len(prompt)} characters; keep it under {report.MAX_PROMPT_CHARS} "
-                       "so the comparison stays quick.")
-    return prompt.strip()
-
-
-def _table(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows).astype(object).where(pd.DataFrame(rows).notna(), "")
+    return f"Full weights: {weights.description}."
 
 
 def _progress(progress):
     return lambda fraction, text: progress(min(max(fraction, 0.0), 1.0), desc=text)
 
 
-def stream_chat(registry, key: str, prompt: str, max_new: int, progress):
-    """Greedy tokens of fp32 and the scheme, interleaved one step at a time."""
-    lm = registry.chat_model()
-    built = qs.quantized(registry, CHAT, key, _progress(progress))
-    ids, eos = run.chat_ids(lm.tokenizer, prompt), eos_ids(lm.tokenizer, lm.model)
-    full_ids, quant_ids = [], []
-    steps = zip_longest(run.greedy(lm.model, ids, max_new, eos), run.greedy(built.model, ids, max_new, eos))
-    note = source_note(registry, CHAT)
-
-    def render(done: bool):
-        at = run.first_divergence(full_ids, quant_ids) if done else _diverged(full_ids, quant_ids)
-        full_tokens = [lm.tokenizer.decode([t]) for t in full_ids]
-        quant_tokens = [lm.tokenizer.decode([t]) for t in quant_ids]
-        return (views.column(full_tokens, at, "fp32 (full)", done),
-                views.column(quant_tokens, at, built.label, done), at)
-
-    for a, b in steps:
-        if a is not None:
-            full_ids.append(a[0])
-        if b is not None:
-            quant_ids.append(b[0])
-        left, right, _ = render(False)
-        yield f"Generating greedily with both models… {note}", left, right, ""
-    left, right, at = render(True)
-    if at is None:
-        status = f"Identical: both models produced the same {len(full_ids)} tokens."
+def chat_view(result: compare.ChatSideBySide) -> tuple[str, str, str, str]:
+    """(status, fp32 column, quantized column, KL strip) of one snapshot of the greedy outputs."""
+    note = source_note(result.weights)
+    left = views.column(list(result.full_tokens), result.diverge_at, "fp32 (full)", result.done)
+    right = views.column(list(result.quant_tokens), result.diverge_at, result.label, result.done)
+    if not result.done:
+        return f"Generating greedily with both models… {note}", left, right, ""
+    if result.diverge_at is None:
+        status = f"Identical: both models produced the same {len(result.full_tokens)} tokens."
     else:
-        status = (f"The outputs diverge at token {at + 1} (boxed). Before it, the quantized model chose "
-                  "exactly what fp32 chose; after it, each continues from a different text.")
-    rows = run.token_strip(lm.model, built.model, lm.tokenizer, ids, full_ids)
-    yield f"{status}\n\n{note}", left, right, views.kl_strip(rows, built.label)
+        status = (f"The outputs diverge at token {result.diverge_at + 1} (boxed). Before it, the quantized "
+                  "model chose exactly what fp32 chose; after it, each continues from a different text.")
+    return f"{status}\n\n{note}", left, right, views.kl_strip(list(result.strip), result.label)
 
 
-def _diverged(a: list, b: list) -> int | None:
-    """Divergence while streaming: only where both have a token."""
-    at = run.first_divergence(a, b)
-    return at if at is not None and at < min(len(a), len(b)) else None
-
-
-def stream_encoder(registry, key: str, prompt: str, progress):
-    """Top-k retrieval for the prompt with both encoders; the strip shows per-sentence drift."""
-    built = qs.quantized(registry, ENCODER, key, _progress(progress))
-    full = qs.full(registry, ENCODER)
-    sentences, _ = run.encoder_eval()
-    a = run.retrieve(full.model, prompt, sentences)
-    b = run.retrieve(built.model, prompt, sentences)
-    at = run.first_divergence([s for s, _ in a], [s for s, _ in b])
-    status = ("Same ranking for your prompt." if at is None else
-              f"The rankings differ from rank {at + 1} (boxed).")
-    status += (f" Your prompt is used as a search query over {len(sentences)} bundled sentences; "
+def encoder_view(result: compare.EncoderSideBySide) -> tuple[str, str, str, str]:
+    """(status, fp32 ranking, quantized ranking, sentence strip) of the encoder comparison."""
+    at = result.diverge_at
+    status = "Same ranking for your prompt." if at is None else f"The rankings differ from rank {at + 1} (boxed)."
+    status += (f" Your prompt is used as a search query over {len(result.sentences)} bundled sentences; "
                "cosine scores in brackets.")
-    base_s, other_s = (run.encoder_vectors(registry, k)[0] for k in (qs.FULL, key))
-    cosines = (base_s * other_s).sum(1).tolist()
-    yield (status, views.ranking(a, at, "fp32 (full)"), views.ranking(b, at, built.label),
-           views.sentence_strip(sentences, cosines, built.label))
+    return (status, views.ranking(result.full_hits, at, "fp32 (full)"),
+            views.ranking(result.quant_hits, at, result.label),
+            views.sentence_strip(result.sentences, result.cosines, result.label))
 
 
 @user_errors
-def compare_stream(registry, model_key: str, key: str, prompt: str, max_new: float, progress=gr.Progress()):
+def compare_stream(cache: QuantCache, model_key: str, key: str, prompt: str, max_new: float,
+                   progress=gr.Progress()):
     """Listener: both outputs, streamed, then the divergence and the KL strip."""
-    prompt = _check(prompt)
     try:
-        qs.scheme(model_key, key)
-    except ValueError as exc:
+        results = compare.side_by_side(cache, model_key, key, prompt, max_new, _progress(progress))
+    except ValueError as exc:  # the request's own message: empty, too long, unknown scheme
         raise gr.Error(str(exc)) from None
-    if model_key == CHAT:
-        yield from stream_chat(registry, key, prompt, int(max_new), progress)
-    else:
-        yield from stream_encoder(registry, key, prompt, progress)
+    for result in results:
+        yield chat_view(result) if isinstance(result, compare.ChatSideBySide) else encoder_view(result)
 
 
 @user_errors
-def compare_table(registry, model_key: str, prompt: str, max_new: float, progress=gr.Progress()):
-    """Listener (api quant_compare): the cost table for every scheme on this prompt."""
-    prompt = _check(prompt)
+def compare_table(cache: QuantCache, model_key: str, prompt: str, max_new: float, progress=gr.Progress()):
+    """Listener (api quant_compare): the cost table for every scheme on this prompt, and its rows
+    (kept in the session's state for the charts)."""
     try:
-        rows = report.compare_table(registry, model_key, prompt, int(max_new), _progress(progress))
-    except ValueError as exc:  # bad model key or token count: say so plainly
+        cost = report.compare_table(cache, model_key, prompt, max_new, _progress(progress))
+    except ValueError as exc:  # bad model key, prompt or token count: say so plainly
         raise gr.Error(str(exc)) from None
-    return _table(rows)
+    return views.table(cost.rows), cost
 
 
-def charts(table: pd.DataFrame):
-    """Bar charts (size, speed, first-token latency) from the cost table, no model call."""
-    if table is None or len(table) == 0 or "scheme" not in table:
-        return None, None, None
-    ms = next(c for c in table.columns if c.endswith("(ms)"))
-
-    order = list(table["scheme"])
-
-    def frame(col):
-        df = table[["scheme", col]].rename(columns={col: "value"})
-        df["value"] = pd.to_numeric(df["value"], errors="coerce")
-        return gr.BarPlot(df.dropna(), sort=order)  # table order, not alphabetical
-
-    return frame("size (MB)"), frame("tokens/s"), frame(ms)
+def charts(cost: report.CostTable | None):
+    """Listener (api quant_charts): bar charts of size, speed and first-token latency, no model call."""
+    return views.cost_charts(cost)
 
 
 @user_errors
-def details(registry, model_key: str, progress=gr.Progress()):
+def details(cache: QuantCache, model_key: str, progress=gr.Progress()):
     """Listener: quality on the reference set, where the bytes went, hardware and kernels."""
     progress(0.1, desc="quality on the reference text (cached after the first run)")
-    quality = _table(report.quality_rows(registry, model_key))
+    quality = views.table(report.quality_rows(cache, model_key))
     progress(0.6, desc="where the bytes went")
-    bytes_rows = report.bytes_rows(registry, model_key)
+    bytes_rows = report.bytes_rows(cache, model_key)
     progress(0.8, desc="profiling kernels")
-    kernels = _table(report.kernel_rows(registry, model_key))
-    info = hardware.summary()
-    order = [r["scheme"] for r in bytes_rows]
-    chart = gr.BarPlot(pd.DataFrame(report.bytes_long(bytes_rows)), sort=order)
-    return (quality, _table(bytes_rows), chart,
-            hardware.explain(info), kernels)
+    kernels = views.table(report.kernel_rows(cache, model_key))
+    return (quality, views.table(bytes_rows), views.bytes_chart(bytes_rows),
+            hardware.explain(hardware.summary()), kernels)
 
 
 def build(services, settings) -> None:
     registry = services.registry
+    cache = QuantCache(registry)  # quantized builds, reference logits, vectors, kernels: once per app
     gr.HTML(views.CSS)
     gr.Markdown(INTRO)
     with gr.Row():
@@ -190,7 +128,7 @@ def build(services, settings) -> None:
         scheme = gr.Dropdown(scheme_choices(CHAT), value=qs.schemes_for(CHAT)[0].key,
                              label="Quantized scheme for the side-by-side", scale=2,
                              allow_custom_value=True)  # choices follow the model; checked in the handler
-        max_new = gr.Slider(1, report.MAX_NEW_TOKENS, value=24, step=1, label="New tokens (causal LM)", scale=1,
+        max_new = gr.Slider(1, MAX_NEW_TOKENS, value=24, step=1, label="New tokens (causal LM)", scale=1,
                             elem_id="quant-max-new")
     prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt (for the encoder: a search query)", lines=2,
                         elem_id="quant-prompt")
@@ -205,6 +143,7 @@ def build(services, settings) -> None:
                 "time to first token (for the encoder: time to embed your prompt), decoding speed. "
                 "*fp32 again* is the same model timed twice: its speed-up shows the noise.")
     table = gr.Dataframe(label="cost table", interactive=False, wrap=True, elem_id="quant-table")
+    cost = gr.State()  # the cost rows behind the table, for the charts
     with gr.Row():
         plot = {"x": "scheme", "y": "value", "sort": None, "height": 260, "y_lim": [0, None],
                 "x_label_angle": -25}
@@ -240,18 +179,19 @@ def build(services, settings) -> None:
         return gr.Dropdown(choices=choices, value=choices[0][1])
 
     def stream(model_key, key, text, n, progress=gr.Progress()):
-        yield from compare_stream(registry, model_key, key, text, n, progress)
+        yield from compare_stream(cache, model_key, key, text, n, progress)
 
     def table_fn(model_key, text, n, progress=gr.Progress()):
-        return compare_table(registry, model_key, text, n, progress)
+        return compare_table(cache, model_key, text, n, progress)
 
     def details_fn(model_key, progress=gr.Progress()):
-        return details(registry, model_key, progress)
+        return details(cache, model_key, progress)
 
     model.change(on_model, model, scheme, api_name="quant_schemes")
     (run_btn.click(stream, [model, scheme, prompt, max_new], [status, full_out, quant_out, strip],
                    api_name="quant_stream", **model_queue(settings))
-     .success(table_fn, [model, prompt, max_new], table, api_name="quant_compare", **model_queue(settings))
-     .success(charts, table, [size_plot, speed_plot, ttft_plot], api_name="quant_charts")
+     .success(table_fn, [model, prompt, max_new], [table, cost], api_name="quant_compare",
+              **model_queue(settings))
+     .success(charts, cost, [size_plot, speed_plot, ttft_plot], api_name="quant_charts")
      .success(details_fn, model, [quality, bytes_table, bytes_plot, hardware_md, kernels],
               api_name="quant_details", **model_queue(settings)))

@@ -1,10 +1,15 @@
-"""HTML for the Quantized tab: two token columns with the first divergence marked, the KL strip.
+"""HTML, tables and charts for the Quantized tab: two token columns with the first divergence
+marked, the KL strip, and bar charts drawn from the row data the models return.
 
 All text passes through `escape`; colours come from numbers we computed, never from input.
 """
 
 from __future__ import annotations
 
+import gradio as gr
+import pandas as pd
+
+from models.quant.report import CostTable, bytes_long
 from tabs.common import escape
 
 KL_FULL_COLOUR = 2.0  # nats: a fixed scale, so strips from different runs compare by eye
@@ -72,6 +77,34 @@ def sentence_strip(sentences: list[str], cosines: list[float], quant_label: str)
     legend = (f"<p class='qv-legend'>Each bundled sentence coloured by how far its {escape(quant_label)} "
               "embedding moved from fp32 (white = cosine 1, deep red ≤ 0.9).</p>")
     return f'<div class="qv-strip">{"".join(spans)}</div>{legend}'
+
+
+# ---- tables and charts, from plain rows ---------------------------------------------------------
+
+
+def table(rows: list[dict]) -> pd.DataFrame:
+    """Rows (column -> value) as a table; a missing value shows as a blank cell."""
+    frame = pd.DataFrame(rows)
+    return frame.astype(object).where(frame.notna(), "")
+
+
+def _bars(rows: list[dict], column: str, order: list[str]) -> gr.BarPlot:
+    data = pd.DataFrame([(r["scheme"], r[column]) for r in rows if isinstance(r.get(column), (int, float))],
+                        columns=["scheme", "value"])  # a missing value is left out, not drawn as 0
+    return gr.BarPlot(data, sort=order)  # the table's order, not alphabetical
+
+
+def cost_charts(cost: CostTable | None):
+    """Size, speed and first-token latency bars of every scheme, from the cost rows."""
+    if cost is None or not cost.rows:
+        return None, None, None
+    order = [r["scheme"] for r in cost.rows]
+    return tuple(_bars(cost.rows, column, order) for column in ("size (MB)", "tokens/s", cost.latency))
+
+
+def bytes_chart(rows: list[dict]) -> gr.BarPlot:
+    """MB per part of the model, stacked, one bar per scheme in the table's order."""
+    return gr.BarPlot(pd.DataFrame(bytes_long(rows)), sort=[r["scheme"] for r in rows])
 
 
 CSS = """

@@ -32,6 +32,14 @@ def test_quant_compare_returns_the_cost_table(client):
     assert _column(encoder, "scheme")[2:] == [s.label for s in qs.schemes_for(ENCODER)]
     assert all(v > 0 for v in _column(encoder, "tokens/s"))
 
+    # the charts come from the rows this session's last comparison kept, not from the table
+    size, speed, latency = client.predict(api_name="/quant_charts")
+    assert size["sort"] == _column(encoder, "scheme")
+    assert size["value"]["data"] == [list(pair) for pair in zip(_column(encoder, "scheme"),
+                                                                _column(encoder, "size (MB)"), strict=True)]
+    assert [v for _, v in latency["value"]["data"]] == _column(encoder, "prompt latency (ms)")
+    assert len(speed["value"]["data"]) == len(_column(encoder, "scheme"))
+
 
 def test_empty_prompt_is_a_clear_error(client):
     with pytest.raises(AppError, match="Type a prompt first"):

@@ -94,25 +94,30 @@ def test_hub_id_override_offline_is_a_clear_error(tmp_path):
         registry.resolve(CHAT)
 
 
-def test_get_builds_once_under_concurrent_requests(tmp_path):
+def test_a_model_loads_once_under_concurrent_requests(tmp_path, monkeypatch):
+    import sentence_transformers
+
     registry = make_registry(tmp_path)
+    registry.resolve(ENCODER)  # convert first, so the threads race on the load itself
     calls = []
+    real = sentence_transformers.SentenceTransformer
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", counting)
     start = threading.Barrier(6)
-
-    def factory(source):
-        calls.append(source)
-        return object()
-
     results = []
 
     def worker():
         start.wait()
-        results.append(registry.get(ENCODER, "probe", factory))
+        results.append(registry.sentence_encoder())
 
     threads = [threading.Thread(target=worker) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(calls) == 1 and len({id(r) for r in results}) == 1
-    assert registry.is_loaded(ENCODER, "probe") and registry.load_seconds(ENCODER, "probe") >= 0
+    assert len(calls) == 1 and len(results) == 6 and len({id(r) for r in results}) == 1
+    assert registry.is_loaded(ENCODER) and registry.load_seconds(ENCODER) >= 0

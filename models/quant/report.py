@@ -2,34 +2,32 @@
 
 Every table has fp32 as the baseline and a noise-floor row (fp32 against itself) so a
 difference can be told from measurement noise. Rows are lists of dicts (column -> value).
+The request is checked here, once (models.quant.inputs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from models import hardware
 from models.chat import eos_ids
 from models.quant import run
 from models.quant import schemes as qs
-from models.registry import CHAT, ENCODER, ModelRegistry
+from models.quant.cache import QuantCache
+from models.quant.inputs import check_request
+from models.registry import CHAT
 
 MB = 1e6
-MAX_NEW_TOKENS = 64
-MAX_PROMPT_CHARS = 2000  # a comparison runs every model several times: keep it seconds, not minutes
 PARTS = ("embeddings", "linear layers", "lm_head", "norms & other")
 
 
-def _check(model_key: str, prompt: str, max_new: int) -> None:
-    if model_key not in (CHAT, ENCODER):
-        raise ValueError(f"Choose the model: {CHAT!r} or {ENCODER!r}.")
-    if not prompt or not prompt.strip():
-        raise ValueError("Type a prompt first.")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise ValueError(f"The prompt is {len(prompt)} characters; keep it under {MAX_PROMPT_CHARS} "
-                         "so the comparison stays quick.")
-    if not 1 <= int(max_new) <= MAX_NEW_TOKENS:
-        raise ValueError(f"New tokens must be between 1 and {MAX_NEW_TOKENS}.")
+@dataclass(frozen=True)
+class CostTable:
+    """The cost rows, fp32 first and the noise floor second, and which column holds the latency."""
+
+    rows: list[dict]
+    latency: str  # "TTFT (ms)" for the causal LM, "prompt latency (ms)" for the encoder
 
 
 def _ratio(value, base):
@@ -49,19 +47,19 @@ def _row(built: qs.Built, timing: dict, base: qs.Built, base_timing: dict, speed
     }
 
 
-def compare_table(registry: ModelRegistry, model_key: str, prompt: str, max_new: int = 16,
-                  progress: Callable[[float, str], None] | None = None) -> list[dict]:
+def compare_table(cache: QuantCache, model_key: str, prompt: str, max_new: int = 16,
+                  progress: Callable[[float, str], None] | None = None) -> CostTable:
     """Size, memory, build time, first-token latency, tokens/s and speed-up of fp32 (twice:
     the second run is the noise floor) and every scheme, on this prompt."""
-    _check(model_key, prompt, max_new)
+    prompt, max_new = check_request(model_key, prompt, max_new)
     report = progress or (lambda fraction, text: None)
-    base = qs.full(registry, model_key)
+    base = qs.full(cache, model_key)
     if model_key == CHAT:
-        lm = registry.chat_model()
+        lm = cache.registry.chat_model()
         ids, eos = run.chat_ids(lm.tokenizer, prompt), eos_ids(lm.tokenizer, lm.model)
 
         def timing(model):
-            return run.timed_generation(model, ids, int(max_new), eos)
+            return run.timed_generation(model, ids, max_new, eos)
         speed_name = "TTFT (ms)"
     else:
         sentences, _ = run.encoder_eval()
@@ -76,14 +74,14 @@ def compare_table(registry: ModelRegistry, model_key: str, prompt: str, max_new:
     schemes = qs.schemes_for(model_key)
     for i, scheme in enumerate(schemes):
         share = 0.1 + 0.85 * i / len(schemes)
-        built = qs.quantized(registry, model_key, scheme.key,
+        built = qs.quantized(cache, model_key, scheme.key,
                              lambda f, text, share=share: report(share + f * 0.85 / len(schemes), text))
         report(share + 0.4 / len(schemes), f"timing {scheme.label}")
         rows.append(_row(built, timing(built.model), base, first, speed_name))
-    return rows
+    return CostTable(rows, speed_name)
 
 
-def quality_rows(registry: ModelRegistry, model_key: str) -> list[dict]:
+def quality_rows(cache: QuantCache, model_key: str) -> list[dict]:
     """Quality on the bundled reference set (cached per process), noise floor second."""
     keys = [qs.FULL, run.NOISE] + [s.key for s in qs.schemes_for(model_key)]
     labels = {qs.FULL: "fp32 (full)", run.NOISE: "fp32, other thread count (noise floor)",
@@ -91,25 +89,25 @@ def quality_rows(registry: ModelRegistry, model_key: str) -> list[dict]:
     rows = []
     for key in keys:
         if model_key == CHAT:
-            q = run.chat_quality(registry, key)
+            q = run.chat_quality(cache, key)
             rows.append({"scheme": labels[key], "perplexity": round(q["perplexity"], 3),
                          "mean KL (nats)": float(f"{q['mean_kl']:.3g}"),
                          "max KL": float(f"{q['max_kl']:.3g}"),
                          "same top-1 (%)": round(q["top1_agreement_pct"], 1), "positions": q["positions"]})
         else:
-            q = run.encoder_quality(registry, key)
+            q = run.encoder_quality(cache, key)
             rows.append({"scheme": labels[key], "mean cosine": round(q["mean_cosine"], 5),
                          f"overlap@{q['k']} (%)": round(q["overlap_at_k_pct"], 1),
                          "sentences": q["sentences"], "queries": q["queries"]})
     return rows
 
 
-def bytes_rows(registry: ModelRegistry, model_key: str) -> list[dict]:
+def bytes_rows(cache: QuantCache, model_key: str) -> list[dict]:
     """Where the bytes went: MB per part for fp32 and each built scheme, the bytes a quantized
     lm_head adds when it no longer shares the embedding matrix, and the best possible size
     (every weight at the scheme's bit width)."""
-    base = qs.full(registry, model_key)
-    entries = [(base, 32)] + [(qs.quantized(registry, model_key, s.key), s.bits) for s in qs.schemes_for(model_key)]
+    base = qs.full(cache, model_key)
+    entries = [(base, 32)] + [(qs.quantized(cache, model_key, s.key), s.bits) for s in qs.schemes_for(model_key)]
     rows = []
     for built, bits in entries:
         row = {"scheme": built.label, **{p: round(built.breakdown.get(p, 0) / MB, 1) for p in PARTS}}
@@ -126,25 +124,25 @@ def bytes_long(rows: list[dict]) -> list[dict]:
     return [{"scheme": r["scheme"], "part": p, "MB": r[p]} for r in rows for p in PARTS if r[p]]
 
 
-def kernel_rows(registry: ModelRegistry, model_key: str) -> list[dict]:
+def kernel_rows(cache: QuantCache, model_key: str) -> list[dict]:
     """Which matmul kernel each model really ran, from the profiler or the ONNX graph (cached)."""
 
-    def measure(built: qs.Built):
-        def factory(_source):
+    def measure(built: qs.Built) -> str:
+        def profile() -> str:
             if isinstance(built.model, qs.OrtEncoder):
                 found = hardware.onnx_kernels(built.model.path)
                 return ", ".join(f"{op} x{n}" for op, n in found)
             if model_key == CHAT:
                 module = built.model
-                ids = registry.chat_model().tokenizer("Kernels, please.", return_tensors="pt").input_ids
+                ids = cache.registry.chat_model().tokenizer("Kernels, please.", return_tensors="pt").input_ids
             else:
                 module = built.model.st[0].auto_model
                 ids = dict(built.model.tokenizer(["Kernels, please."], return_tensors="pt"))
             found = hardware.torch_kernels(module, ids)
             return ", ".join(f"{name} {ms} ms" for name, ms in found)
 
-        return registry.get(model_key, f"quant-kernels:{built.key}", factory)
+        return cache.kernels.get((model_key, built.key), profile)
 
-    entries = [qs.full(registry, model_key)] + [qs.quantized(registry, model_key, s.key)
+    entries = [qs.full(cache, model_key)] + [qs.quantized(cache, model_key, s.key)
                                                for s in qs.schemes_for(model_key)]
     return [{"scheme": b.label, "kernels (one forward pass)": measure(b)} for b in entries]

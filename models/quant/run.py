@@ -3,7 +3,7 @@
 Timings come from our own greedy loop (one forward per token with the KV cache), so time to
 first token (prefill + one step) and decoding tokens/s are measured the same way for every
 scheme. Quality on the bundled reference text is computed once per process per scheme and
-cached in the registry. The noise floor is fp32 against itself: a second timed run, and the
+kept in the `QuantCache`. The noise floor is fp32 against itself: a second timed run, and the
 reference logits recomputed with another intra-op thread count (a different summation order).
 """
 
@@ -22,7 +22,8 @@ import torch
 from models.chat import encode_chat, user_message
 from models.quant import metrics as qm
 from models.quant import schemes as qs
-from models.registry import CHAT, ENCODER, ModelRegistry
+from models.quant.cache import QuantCache
+from models.registry import CHAT, ENCODER
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "assets" / "eval"
 REF_TOKENS = 320  # the whole bundled text (~300 tokens): stable averages, seconds per scheme
@@ -108,52 +109,27 @@ def reference_ids(tokenizer) -> torch.Tensor:
     return tokenizer(reference_text(), return_tensors="pt").input_ids[:, :REF_TOKENS]
 
 
-def _chat_reference_logits(registry: ModelRegistry, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+def chat_reference_logits(cache: QuantCache, key: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, logits) on the reference text for fp32, fp32 on another thread count, or a scheme; cached."""
 
-    def factory(_source):
-        lm = registry.chat_model()
+    def build():
+        lm = cache.registry.chat_model()
         ids = reference_ids(lm.tokenizer)
         if key == qs.FULL:
             return ids, logits_of(lm.model, ids)
         if key == NOISE:
             with torch_threads(other_thread_count()):
                 return ids, logits_of(lm.model, ids)
-        return ids, logits_of(qs.quantized(registry, CHAT, key).model, ids)
+        return ids, logits_of(qs.quantized(cache, CHAT, key).model, ids)
 
-    return registry.get(CHAT, f"quant-ref-logits:{key}", factory)
+    return cache.reference_logits.get((CHAT, key), build)
 
 
-def chat_quality(registry: ModelRegistry, key: str) -> dict:
+def chat_quality(cache: QuantCache, key: str) -> dict:
     """PPL, mean KL vs fp32 and top-1 agreement on the reference text (cached per process)."""
-    ids, base = _chat_reference_logits(registry, qs.FULL)
-    _, other = _chat_reference_logits(registry, key)
+    ids, base = chat_reference_logits(cache, qs.FULL)
+    _, other = chat_reference_logits(cache, key)
     return qm.lm_quality(base, other, ids[0])
-
-
-def token_strip(full_model, quant_model, tokenizer, prompt_ids: torch.Tensor, generated: list[int]) -> list[dict]:
-    """For each token the full model generated: KL(full || quant) of the distribution that chose
-    it, whether the quantized model's top-1 differs there, and what it would have picked."""
-    if not generated:
-        return []
-    ids = torch.cat([prompt_ids, torch.tensor([generated])], dim=1)
-    start = prompt_ids.shape[1] - 1  # logits[t] predict token t+1
-    stop = start + len(generated)
-    base = qm.log_probs(logits_of(full_model, ids)[start:stop])
-    other = qm.log_probs(logits_of(quant_model, ids)[start:stop])
-    kl = qm.kl_per_position(base, other).tolist()
-    quant_top = other.argmax(-1).tolist()
-    return [{"token": tokenizer.decode([tok]), "kl": kl[i], "flip": quant_top[i] != tok,
-             "quant_token": tokenizer.decode([quant_top[i]])} for i, tok in enumerate(generated)]
-
-
-def first_divergence(a: list, b: list) -> int | None:
-    """Index of the first position where two sequences differ (None when one is a prefix of the other
-    and they have the same length)."""
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))
 
 
 # ---- encoder -----------------------------------------------------------------------------
@@ -171,34 +147,25 @@ def encoder_timing(encoder, prompt: str, sentences: list[str]) -> dict:
     return {"ttft_s": latency, "tokens_per_s": n_tokens / (time.perf_counter() - start)}
 
 
-def encoder_vectors(registry: ModelRegistry, key: str) -> tuple[np.ndarray, np.ndarray]:
+def encoder_vectors(cache: QuantCache, key: str) -> tuple[np.ndarray, np.ndarray]:
     """(sentence, query) embeddings of the bundled set for fp32, fp32 one-thread, or a scheme."""
 
-    def factory(_source):
+    def build():
         sentences, queries = encoder_eval()
         if key in (qs.FULL, NOISE):
-            encoder = qs.full(registry, ENCODER).model
+            encoder = qs.full(cache, ENCODER).model
             with torch_threads(other_thread_count()) if key == NOISE else contextlib.nullcontext():
                 return encoder.embed(sentences), encoder.embed(queries)
-        encoder = qs.quantized(registry, ENCODER, key).model
+        encoder = qs.quantized(cache, ENCODER, key).model
         return encoder.embed(sentences), encoder.embed(queries)
 
-    return registry.get(ENCODER, f"quant-vectors:{key}", factory)
+    return cache.vectors.get((ENCODER, key), build)
 
 
-def encoder_quality(registry: ModelRegistry, key: str, k: int = TOP_K) -> dict:
+def encoder_quality(cache: QuantCache, key: str, k: int = TOP_K) -> dict:
     """Mean cosine with fp32 embeddings and overlap@k of retrieval results (cached per process)."""
-    base_s, base_q = encoder_vectors(registry, qs.FULL)
-    other_s, other_q = encoder_vectors(registry, key)
+    base_s, base_q = encoder_vectors(cache, qs.FULL)
+    other_s, other_q = encoder_vectors(cache, key)
     return {"mean_cosine": qm.mean_cosine(base_s, other_s),
             "overlap_at_k_pct": qm.overlap_at_k(qm.top_k(base_q, base_s, k), qm.top_k(other_q, other_s, k)),
             "k": k, "sentences": len(base_s), "queries": len(base_q)}
-
-
-def retrieve(encoder, query: str, sentences: list[str], k: int = TOP_K) -> list[tuple[str, float]]:
-    """The k sentences closest to the query, with cosine scores."""
-    vectors = encoder.embed(sentences)
-    q = encoder.embed([query])
-    hits = qm.top_k(q, vectors, k)[0]
-    scores = (vectors[hits] @ q[0]).tolist()
-    return [(sentences[i], s) for i, s in zip(hits.tolist(), scores, strict=False)]

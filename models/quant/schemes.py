@@ -9,7 +9,7 @@ Encoder (all-MiniLM-L6-v2):
 - int8 dynamic (torch.ao), as above, on the sentence-transformers model.
 - onnxruntime dynamic int8 of a `torch.onnx` export (MatMulInteger kernels): fastest and smallest.
 
-Each quantized model is built once per process (`registry.get`) and remembers what building it
+Each quantized model is built once per process (in a `QuantCache`) and remembers what building it
 cost: seconds, resident memory added, the bytes its weights serialize to, and where they went.
 Change the choice here only; the tab and the bench read SCHEMES.
 """
@@ -34,6 +34,7 @@ import torch
 
 from models.housekeeping import release_free_heap
 from models.quant import metrics as qm
+from models.quant.cache import QuantCache
 from models.registry import CHAT, ENCODER, ModelRegistry
 from models.similarity import embed
 
@@ -239,32 +240,32 @@ def _describe(key: str, label: str, model: Any, seconds, rss) -> Built:
                  qm.is_lm_head_tied(module) if hasattr(module, "lm_head") else None)
 
 
-def full(registry: ModelRegistry, model_key: str) -> Built:
+def full(cache: QuantCache, model_key: str) -> Built:
     """The fp32 model with its sizes (measured once per process)."""
+    registry = cache.registry
 
-    def factory(_source) -> Built:
+    def build() -> Built:
         if model_key == CHAT:
             model = registry.chat_model().model
         else:
             model = TorchEncoder(registry.sentence_encoder())
-        loaded = registry.load_seconds(model_key)
-        return _describe(FULL, "fp32 (full)", model, loaded, None)
+        return _describe(FULL, "fp32 (full)", model, registry.load_seconds(model_key), None)
 
-    return registry.get(model_key, "quant:fp32", factory)
+    return cache.builds.get((model_key, FULL), build)
 
 
-def quantized(registry: ModelRegistry, model_key: str, key: str, progress: Progress | None = None) -> Built:
+def quantized(cache: QuantCache, model_key: str, key: str, progress: Progress | None = None) -> Built:
     """The quantized model for a scheme, built once per process; `progress(fraction, text)`."""
     chosen = scheme(model_key, key)
     report = progress or (lambda fraction, text: None)
 
-    def factory(_source) -> Built:
-        full(registry, model_key)  # load the fp32 model first, so its memory is not counted
+    def build() -> Built:
+        full(cache, model_key)  # load the fp32 model first, so its memory is not counted
         before, start = _rss(), time.perf_counter()
         report(0.05, f"building {chosen.label} (once per process)")
-        model = chosen.build(registry, report)
+        model = chosen.build(cache.registry, report)
         seconds, added = time.perf_counter() - start, max(_rss() - before, 0)
         report(0.9, "measuring serialized size")
         return _describe(key, chosen.label, model, seconds, added)
 
-    return registry.get(model_key, f"quant:{key}", factory)
+    return cache.builds.get((model_key, key), build)
