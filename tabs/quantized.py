@@ -12,7 +12,7 @@ from __future__ import annotations
 import gradio as gr
 
 from models import hardware
-from models.quant import compare, report
+from models.quant import compare, report, run
 from models.quant import schemes as qs
 from models.quant.cache import QuantCache
 from models.quant.inputs import MAX_NEW_TOKENS
@@ -121,6 +121,7 @@ def details(cache: QuantCache, model_key: str, progress=gr.Progress()):
 def build(services, settings) -> None:
     registry = services.registry
     cache = QuantCache(registry)  # quantized builds, reference logits, vectors, kernels: once per app
+    _, queries = run.encoder_eval()
     gr.HTML(views.CSS)
     gr.Markdown(INTRO)
     with gr.Row():
@@ -153,13 +154,15 @@ def build(services, settings) -> None:
     gr.Markdown("### Quality on the bundled reference text\nCausal LM: perplexity = exp(mean NLL of "
                 "each next token); mean KL = KL(P_fp32 ‖ P_quant) averaged over positions; same top-1 "
                 "= % of positions with the same most likely token (llama.cpp's `--kl-divergence` "
-                "report). Encoder: mean cosine of fp32 and quantized embeddings; overlap@3 of "
-                "retrieval results for 10 queries. The 1-thread row is the noise floor.\n\n"
-                "Why int8 hurts SmolLM2 more than int4: dynamic int8 also rounds the *activations*, "
-                "with one scale per tensor, and SmolLM2's MLP down-projections see large activation "
-                "outliers that squeeze every other value into a few levels (measured here: keeping "
-                "just the down-projections in fp32 brings the int8 perplexity from ~80 back to ~30). "
-                "int4 weight-only rounds weights harder but keeps activations in bf16.")
+                f"report). Encoder: mean cosine of fp32 and quantized embeddings; overlap@{run.TOP_K} of "
+                f"retrieval results for {len(queries)} queries. The *other thread count* row is the "
+                "noise floor.\n\n"
+                "Why int8 can hurt SmolLM2 more than int4 (compare their perplexity below): dynamic int8 "
+                "also rounds the *activations*, with one scale per tensor, and SmolLM2's MLP "
+                "down-projections see large activation outliers that squeeze every other value into a "
+                "few levels; keeping just the down-projections in fp32 recovers most of the int8 "
+                "perplexity (bench/quantized.py measures it; figures in bench/RESULTS.md). int4 "
+                "weight-only rounds weights harder but keeps activations in bf16.")
     quality = gr.Dataframe(label="quality", interactive=False, elem_id="quant-quality")
     gr.Markdown("### Where the bytes went\nMB per part of the model. Linear-only schemes leave the "
                 "embeddings at full precision, and quantizing SmolLM2's lm_head breaks its tie with "

@@ -2,12 +2,13 @@
 
 Causal LM (SmolLM2):
 - int8 dynamic (torch.ao `quantize_dynamic`): int8 Linear weights, activations quantized on the
-  fly; fbgemm/oneDNN int8 GEMM. Deprecated in torch (it warns) but the fastest here.
+  fly; fbgemm/oneDNN int8 GEMM. Deprecated in torch (it warns) but the fastest we measured here.
 - int4 weight-only (torchao `PrototypeInt4WeightOnlyConfig`): 4-bit grouped weights on a bf16 model;
   small, per-token decoding near fp32, but bf16 prefill is slow without AVX-512 BF16.
 Encoder (all-MiniLM-L6-v2):
 - int8 dynamic (torch.ao), as above, on the sentence-transformers model.
 - onnxruntime dynamic int8 of a `torch.onnx` export (MatMulInteger kernels): fastest and smallest.
+The measured figures (size, speed-up, quality of each scheme) are in bench/RESULTS.md.
 
 Each quantized model is built once per process (in a `QuantCache`) and remembers what building it
 cost: seconds, resident memory added, the bytes its weights serialize to, and where they went.
@@ -122,8 +123,8 @@ class _HiddenStates(torch.nn.Module):
 def _dynamic_int8(module: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated; it still works
         warnings.simplefilter("ignore")
-        # Per-channel weight scales: measured closer to fp32 than per-tensor on both models
-        # (MiniLM cosine 0.977 vs 0.947); activations stay per-tensor, decided at each call.
+        # Per-channel weight scales: measured closer to fp32 than per-tensor on both models (the
+        # cosine per-channel reaches is in bench/RESULTS.md); activations stay per-tensor, per call.
         spec = {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
         return torch.ao.quantization.quantize_dynamic(module, spec, dtype=torch.qint8, inplace=True)
 
@@ -182,7 +183,7 @@ def build_encoder_onnx(registry: ModelRegistry, progress: Progress):
                               ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")})
         progress(0.6, "quantizing MatMul weights to int8 (onnxruntime)")
         tmp = folder / f"int8-{pid}.onnx"
-        # per_channel: cosine with fp32 0.993 instead of 0.966 per-tensor, same size.
+        # per_channel: measured closer to fp32 than per-tensor at the same size (bench/RESULTS.md).
         quantize_dynamic(str(fp32_path), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
         tmp.replace(int8_path)  # atomic: another process may be reading the previous file
     finally:
