@@ -24,14 +24,18 @@ import gradio as gr  # noqa: E402
 
 from models.rag.store import DocumentStore  # noqa: E402
 from models.registry import ModelRegistry  # noqa: E402
+from models.sessions import SessionActivity  # noqa: E402
 
-# transformers imports torchao when installed; torchao then warns that its CUDA kernels are
-# missing, which is expected on a CPU machine and would only alarm a reader of the log.
-logging.getLogger("torchao").setLevel(logging.ERROR)
+# A newcomer's log shows the URL and what the app does, not the libraries' chatter: torchao
+# (imported by transformers) warns that its CUDA kernels are missing, expected on a CPU; torch
+# warns about torchao's enum registration; httpx logs gradio's own start-up probes.
+for noisy in ("torchao", "torch.utils._pytree", "httpx"):
+    logging.getLogger(noisy).setLevel(logging.ERROR)
 
 from models.housekeeping import Housekeeper  # noqa: E402
 from tabs import attention, decoding, qna, quantized, rag  # noqa: E402
 from tabs.common import Services  # noqa: E402
+from tabs.door import Door  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
 # (tab title, module with build(services, settings)), in the order a lesson goes.
@@ -52,10 +56,13 @@ INTRO = (
 
 
 def create_services(settings: Settings, registry: ModelRegistry | None = None) -> Services:
-    """The objects that live as long as the app: models, document store, housekeeper (not started)."""
+    """The objects that live as long as the app: models, session activity, document store,
+    housekeeper (not started) and the HTTP door."""
     registry = registry or ModelRegistry(settings)
-    store = DocumentStore(settings, registry.sentence_encoder)
-    return Services(settings, registry, store, Housekeeper(store, settings.housekeeping_s))
+    activity = SessionActivity()
+    store = DocumentStore(settings, registry.sentence_encoder, activity=activity)
+    return Services(settings, registry, store, Housekeeper(store, settings.housekeeping_s), activity,
+                    Door(activity))
 
 
 def build_demo(settings: Settings | None = None, registry: ModelRegistry | None = None) -> gr.Blocks:
@@ -71,7 +78,9 @@ def build_demo(settings: Settings | None = None, registry: ModelRegistry | None 
     def end_session(request: gr.Request) -> None:
         rag.end_session(services.store, request)
 
-    demo.unload(end_session)  # a closed browser tab ends its session at once; the housekeeper sweeps the rest
+    # A dropped heartbeat (closed tab or Wi-Fi blip) starts the session's grace period; the housekeeper
+    # deletes what a session left once it has been silent that long.
+    demo.unload(end_session)
     # Sweeps sessions the browser never closed (API clients) and frees their memory, off the request path.
     services.housekeeper.start()
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.model_concurrency)
@@ -80,8 +89,10 @@ def build_demo(settings: Settings | None = None, registry: ModelRegistry | None 
     return demo
 
 
-def launch_kwargs(settings: Settings) -> dict:
+def launch_kwargs(settings: Settings, services: Services) -> dict:
     return {
+        # gradio hands these to its FastAPI app: the door sees every request before gradio does.
+        "app_kwargs": {"middleware": [services.door.middleware()]},
         "server_name": settings.host,
         "server_port": settings.port,
         "css_paths": [ASSETS / "app.css"],
@@ -106,7 +117,10 @@ demo = build_demo(SETTINGS)
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     configure_torch(SETTINGS)
-    demo.launch(prevent_thread_lock=True, **launch_kwargs(SETTINGS))
+    demo.launch(prevent_thread_lock=True, **launch_kwargs(SETTINGS, demo.services))
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # per-load "Loading weights" bars, not a download
     if SETTINGS.warmup:  # after the page is up, so the first visitor never waits for it
         demo.registry.warm_up()
     demo.block_thread()
