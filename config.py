@@ -68,14 +68,17 @@ class Settings:
     # Context budget of the chat model in tokens, prompt + answer (GENAI_LAB_CONTEXT_TOKENS).
     context_tokens: int = 2048
     # Document chat: a Chroma server instead of the embedded store (CHROMA_HOST, CHROMA_PORT),
-    # and per-session limits (GENAI_LAB_MAX_FILES, GENAI_LAB_MAX_UPLOAD_MB, GENAI_LAB_MAX_CHUNKS,
-    # GENAI_LAB_SESSION_TTL_S).
+    # and per-session limits (GENAI_LAB_MAX_FILES, GENAI_LAB_MAX_UPLOAD_MB, GENAI_LAB_MAX_CHUNKS).
+    # A session's documents are deleted once it has ended: silent (no open page, no request) for
+    # GENAI_LAB_SESSION_GRACE_S after its page's heartbeat dropped, so a Wi-Fi blip loses nothing,
+    # or for GENAI_LAB_SESSION_TTL_S if it never held a heartbeat here (scripts, other replicas).
     chroma_host: str | None = None
     chroma_port: int = 8000
     max_files_per_session: int = 20
     max_upload_mb: float = 20.0
     max_chunks_per_session: int = 5000
     session_ttl_s: int = 3600
+    session_grace_s: float = 600.0
     # How often expired sessions are swept and freed memory is returned (GENAI_LAB_HOUSEKEEPING_S).
     housekeeping_s: float = 60.0
     # glibc malloc arenas for the whole process; 0 = glibc's default of 8 per core (GENAI_LAB_HEAP_ARENAS).
@@ -122,6 +125,7 @@ class Settings:
             max_upload_mb=num("GENAI_LAB_MAX_UPLOAD_MB", 20.0, float),
             max_chunks_per_session=num("GENAI_LAB_MAX_CHUNKS", 5000),
             session_ttl_s=num("GENAI_LAB_SESSION_TTL_S", 3600),
+            session_grace_s=num("GENAI_LAB_SESSION_GRACE_S", 600.0, float),
             housekeeping_s=num("GENAI_LAB_HOUSEKEEPING_S", 60.0, float),
             heap_arenas=num("GENAI_LAB_HEAP_ARENAS", 2),
         )

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from models.housekeeping import Housekeeper
     from models.rag.store import DocumentStore
     from models.registry import ModelRegistry
+    from models.sessions import SessionActivity
+    from tabs.door import Door
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class Services:
     registry: ModelRegistry  # the models, loaded lazily and shared by every tab
     store: DocumentStore  # the document chat's per-session collections
     housekeeper: Housekeeper  # sweeps expired sessions and returns freed memory, off the request path
+    activity: SessionActivity  # open pages and requests per session, fed by the door
+    door: Door  # the HTTP middleware in front of gradio's routes
 
 
 def model_queue(settings) -> dict:

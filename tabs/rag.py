@@ -169,10 +169,11 @@ def clear_chat(out: Outputs) -> dict:
 
 
 def end_session(store: DocumentStore, request: gr.Request | None) -> None:
-    """When the browser tab closes (app.build_demo registers this with demo.unload): the
-    session's collection is deleted at once."""
+    """When a page's heartbeat drops (app.build_demo registers this with demo.unload). That is a
+    closed tab or a Wi-Fi blip, so nothing is deleted here: the session's grace period starts, and
+    the housekeeper deletes its documents if it stays silent that long (models/sessions.py)."""
     if getattr(request, "session_hash", None):
-        store.drop_session(request.session_hash)
+        store.activity.ended(request.session_hash)
 
 
 @user_errors
@@ -233,7 +234,8 @@ def run_eval(registry, chunk_size, overlap, unit, top_k, progress=gr.Progress())
 def build(services: Services, settings) -> None:
     registry, store = services.registry, services.store
     gr.Markdown("Upload documents (or use the bundled sample about transformers), then ask. Your files "
-                "stay private to this browser session and are deleted when it ends.")
+                "stay private to this browser session and are deleted once it has ended (closed for "
+                f"{settings.session_grace_s / 60:g} minutes: a dropped connection loses nothing).")
     with gr.Row():
         with gr.Column(scale=2):
             files = gr.File(label="Documents: PDF, DOCX, HTML, Markdown or text", file_count="multiple",

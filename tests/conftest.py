@@ -69,19 +69,27 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def launched_app(settings, registry):
-    """The whole app built with these settings and launched on loopback; yields its URL."""
+def launched_demo(settings, registry):
+    """The whole app built with these settings and launched on loopback; yields (URL, demo)."""
     from app import build_demo, launch_kwargs
 
     demo = build_demo(settings, registry)
     port = free_port()
-    options = {**launch_kwargs(settings), "server_name": "127.0.0.1", "server_port": port}
+    options = {**launch_kwargs(settings, demo.services), "server_name": "127.0.0.1", "server_port": port}
     demo.launch(prevent_thread_lock=True, quiet=True, **options)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", demo
     finally:
+        demo.services.door.close()
         demo.close()
         demo.services.housekeeper.stop()
+
+
+@contextlib.contextmanager
+def launched_app(settings, registry):
+    """The whole app built with these settings and launched on loopback; yields its URL."""
+    with launched_demo(settings, registry) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")

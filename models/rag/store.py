@@ -4,9 +4,11 @@ The store is an embedded PersistentClient under `settings.data_dir/chroma` (tele
 or a Chroma server when `settings.chroma_host` is set. A session's collection is named from
 a hash of its session id, so one session can never address another's chunks: every read,
 list and delete goes through `collection_for(session_id)`. The bundled sample corpus lives in
-one shared collection that no session operation writes to. Collections of sessions unseen
-for `session_ttl_s` are deleted by `sweep()`, so disk use stays bounded. Reading a session that
-never uploaded anything creates nothing.
+one shared collection that no session operation writes to. `sweep()` deletes the collections of
+sessions that ended: silent for `session_grace_s` after their heartbeat dropped, or for
+`session_ttl_s` if they never held one here (models/sessions.py decides); a session whose page
+is open is never swept, however long it stays idle. Reading a session that never uploaded
+anything creates nothing.
 
 Embedded chromadb (1.5) keeps a deleted collection's HNSW index and its file handles until the
 client is closed (chroma-core/chroma#3296): a server that creates and deletes one collection
@@ -30,6 +32,7 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 
 from models.rag.chunking import Chunk
+from models.sessions import SessionActivity
 from models.similarity import embed
 
 log = logging.getLogger(__name__)
@@ -123,10 +126,12 @@ def _guarded(method):
 class DocumentStore:
     """Per-session collections plus one shared sample collection, with per-session limits."""
 
-    def __init__(self, settings, encoder_factory: Callable[[], Any], client=None):
+    def __init__(self, settings, encoder_factory: Callable[[], Any], client=None,
+                 activity: SessionActivity | None = None):
         self.settings = settings
         self._encoder_factory = encoder_factory
         self._client = client
+        self.activity = activity or SessionActivity()  # open pages and requests, fed by the HTTP door
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}
         self._handles: dict[str, Any] = {}  # open collections, so a search is one round trip
@@ -238,19 +243,33 @@ class DocumentStore:
 
     @_guarded
     def sweep(self, now: float | None = None) -> list[str]:
-        """Delete session collections not seen for settings.session_ttl_s; returns their names."""
+        """Delete the collections of sessions that ended (see models/sessions.py); returns their names.
+
+        A session whose page is open here gets its `last_seen` written back instead, so the sweep
+        of another replica sharing the Chroma server sees it alive."""
         now = time.time() if now is None else now
+        s, activity = self.settings, self.activity
+        sessions = {session_collection_name(session): session for session in activity.known()}
         removed = []
         for collection in self.client.list_collections():
-            if not collection.name.startswith(SESSION_PREFIX):
+            name = collection.name
+            if not name.startswith(SESSION_PREFIX):
                 continue
-            last = (collection.metadata or {}).get("last_seen", 0.0)
-            last = max(float(last), self._seen.get(collection.name, 0.0))
-            if now - last > self.settings.session_ttl_s:
-                self._delete(collection.name)
-                removed.append(collection.name)
+            stored = max(float((collection.metadata or {}).get("last_seen", 0.0)), self._seen.get(name, 0.0))
+            session = sessions.get(name)
+            if session is not None and activity.is_live(session):
+                self.collection_for(session)  # refreshes last_seen at most every _TOUCH_EVERY_S
+                continue
+            if session is None:
+                expired = now - stored > s.session_ttl_s
+            else:
+                expired = activity.expired(session, stored, now, s.session_ttl_s, s.session_grace_s)
+            if expired:
+                self._delete(name)
+                removed.append(name)
+        activity.forget(max(s.session_ttl_s, s.session_grace_s) + 60, now)
         if removed:
-            log.info("Removed %d expired document sessions", len(removed))
+            log.info("Removed %d ended document sessions", len(removed))
         return removed
 
     # ---- documents in a session -----------------------------------------------------------
