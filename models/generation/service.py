@@ -1,0 +1,71 @@
+"""The app's generation service: every free-running answer of the chat model goes through one batcher.
+
+Created once by app.build_demo and handed to the tabs (no module-level state): the QnA bot, the
+document chat's answer, its follow-up rewrite and its no-retrieval answer submit requests here,
+and requests from different sessions share forward passes (models/generation/batcher.py). The
+decoding playground's step inspector, beam and contrastive search, the attention tab and the
+quantized tab's cost measurements keep their own single-request paths.
+
+With batching switched off (GENAI_LAB_BATCHING=0, for comparisons), `enabled` is False and
+callers use their one-`generate()`-per-request path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+
+from models.generation.batcher import BatchLimits, ContinuousBatcher
+from models.generation.requests import GenerationRequest, TokenStream
+
+
+class GenerationService:
+    """One continuous batcher per model object, started on first use."""
+
+    def __init__(self, limits: BatchLimits = BatchLimits(), enabled: bool = True):
+        self.limits = limits
+        self.enabled = enabled
+        self._batchers: dict[int, tuple[object, ContinuousBatcher]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings) -> GenerationService:
+        limits = BatchLimits(max_batch_size=settings.batch_size, max_tokens=settings.batch_tokens,
+                             join_wait_s=settings.batch_wait_ms / 1000)
+        return cls(limits, enabled=settings.batching)
+
+    def batcher(self, model) -> ContinuousBatcher:
+        with self._lock:
+            entry = self._batchers.get(id(model))
+            if entry is None or entry[0] is not model:
+                entry = (model, ContinuousBatcher(model, self.limits))
+                self._batchers[id(model)] = entry
+            return entry[1]
+
+    def submit(self, model, request: GenerationRequest) -> TokenStream:
+        """Queue `request` for `model`; iterate the returned stream for its token ids."""
+        return self.batcher(model).submit(request)
+
+    def close(self) -> None:
+        with self._lock:
+            batchers = [batcher for _, batcher in self._batchers.values()]
+            self._batchers.clear()
+        for batcher in batchers:
+            batcher.close()
+
+
+def cumulative_text(tokenizer, tokens: Iterable[int]) -> Iterator[str]:
+    """The decoded answer so far after each token that changes it (special tokens skipped). A token
+    that ends inside a multi-byte character waits for the token that completes it."""
+    ids: list[int] = []
+    text = ""
+    for token in tokens:
+        ids.append(token)
+        decoded = tokenizer.decode(ids, skip_special_tokens=True)
+        if decoded.endswith("\ufffd") or decoded == text:
+            continue
+        text = decoded
+        yield text
+    final = tokenizer.decode(ids, skip_special_tokens=True)
+    if final != text:  # the answer really ends with a replacement character
+        yield final
