@@ -11,9 +11,9 @@ full, try again" answer — never an exception or a hang. The run is bounded in 
    defaults in config.py are chosen from measurements.
 2. Levels 8, 16, 32 with the app's defaults (queue size included), twice: completed /
    rejected / failed / hung, p50 / p95 latency, sessions per minute; server RSS and open file
-   descriptors after warm-up and after each round's sessions have ended (session TTL and
-   housekeeping shortened so that "ended" happens within the run; in production the same
-   code runs with a 1 h TTL).
+   descriptors after warm-up and after each round's sessions have ended (session TTL, grace
+   period and housekeeping shortened so that "ended" happens within the run; in production the
+   same code runs with a 1 h TTL and a 10 min grace period).
 3. Heap arenas: the same four bursts of 16 sessions with glibc's default malloc arenas and
    with the app's cap, RSS after each burst has ended, to show where memory growth came from.
 """
@@ -127,7 +127,8 @@ def sweep() -> dict:
 
 def _memory_env(extra: dict[str, str], name: str) -> dict[str, str]:
     return {"GENAI_LAB_DATA_DIR": str(OUT / name), "GENAI_LAB_SESSION_TTL_S": str(SESSION_TTL_S),
-            "GENAI_LAB_HOUSEKEEPING_S": str(HOUSEKEEPING_S), **extra}
+            "GENAI_LAB_SESSION_GRACE_S": str(SESSION_TTL_S), "GENAI_LAB_HOUSEKEEPING_S": str(HOUSEKEEPING_S),
+            **extra}
 
 
 def _settled(proc) -> tuple[float, int]:
