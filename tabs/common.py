@@ -51,6 +51,18 @@ def model_queue(settings) -> dict:
     return {"concurrency_id": MODEL_GROUP, "concurrency_limit": settings.model_concurrency}
 
 
+def client_address(request, trusted_proxies: int = 0) -> str:
+    """The client's address: the TCP peer, or with `trusted_proxies` reverse proxies in front that
+    each append to X-Forwarded-For, the entry the outermost trusted one wrote (the rest is spoofable)."""
+    peer = getattr(getattr(request, "client", None), "host", "") or ""
+    if trusted_proxies > 0:
+        headers = getattr(request, "headers", None) or {}
+        hops = [hop.strip() for hop in (headers.get("x-forwarded-for") or "").split(",") if hop.strip()]
+        if len(hops) >= trusted_proxies:
+            return hops[-trusted_proxies]
+    return peer
+
+
 def describe_error(exc: BaseException) -> str:
     """A one-line message for an unexpected failure (the traceback goes to the log)."""
     if isinstance(exc, ModelUnavailable):

@@ -27,7 +27,7 @@ from models.rag.ingest import STAGES, ingest, max_upload_bytes, parse_files
 from models.rag.store import DocumentStore
 from models.rag.turn import TOP_K, Retrieval
 from tabs import rag_views as views
-from tabs.common import Services, model_queue, user_errors
+from tabs.common import Services, client_address, model_queue, user_errors
 
 STAGE_SPAN = {"parse": (0.0, 0.1), "split": (0.1, 0.2), "embed": (0.2, 0.9), "store": (0.9, 1.0)}
 # A question shares the model's context budget with the retrieved chunks; ~2,000 characters is
@@ -83,8 +83,9 @@ def read_uploads(files) -> list[tuple[str, bytes]]:
 
 
 def documents_update(out: Outputs, store: DocumentStore, session: str) -> dict:
-    """The session's document table and the delete picker, refreshed."""
-    docs = store.documents(session)
+    """The session's document table and the delete picker, refreshed (incomplete documents too,
+    marked: they are never searched, and can be deleted)."""
+    docs = store.all_documents(session)
     return {out.docs: views.document_rows(docs),
             out.doc_pick: gr.update(choices=views.document_choices(docs), value=None)}
 
@@ -133,7 +134,8 @@ def ingest_files(services: Services, out: Outputs, files, chunk_size, overlap, u
         lo, hi = STAGE_SPAN[stage]
         progress(lo + (hi - lo) * fraction, desc=f"{STAGES.index(stage) + 1}/4 {stage}: {desc}")
 
-    report = ingest(services.store, session, uploads, splitter, progress=on_stage)
+    report = ingest(services.store, session, uploads, splitter, progress=on_stage,
+                    address=client_address(request, services.settings.trusted_proxies))
     for problem in report.problems:
         gr.Warning(problem.message)
     return {out.report: report.rows(), out.status: views.ingest_status(report),

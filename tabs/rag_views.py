@@ -78,12 +78,16 @@ def prompt_note(turn: RagTurn, context_tokens: int, max_new_tokens: int) -> str:
     return note
 
 
+INCOMPLETE = "incomplete: not searched"
+
+
 def document_rows(docs: list[DocumentInfo]) -> list[list]:
-    return [[d.source, d.kind, d.chunks, d.pages, round(d.n_bytes / 1024, 1), d.doc_id[:12]] for d in docs]
+    return [[d.source, d.kind if d.complete else f"{d.kind} ({INCOMPLETE})", d.chunks, d.pages,
+             round(d.n_bytes / 1024, 1), d.doc_id[:12]] for d in docs]
 
 
 def document_choices(docs: list[DocumentInfo]) -> list[tuple[str, str]]:
-    return [(f"{d.source} ({d.doc_id[:8]})", d.doc_id) for d in docs]
+    return [(f"{d.source} ({d.doc_id[:8]}{'' if d.complete else ', ' + INCOMPLETE})", d.doc_id) for d in docs]
 
 
 def ingest_status(report: IngestReport) -> str:

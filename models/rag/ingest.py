@@ -2,13 +2,17 @@
 
 Each file is judged on its own: a corrupt, empty, image-only, oversized or unsupported file,
 or one already in the session (same content hash), is reported and skipped while the others
-go in. Per-session limits are checked before anything is embedded. The parse stage
-(`parse_files`) is also what the chunk preview runs, so both judge a file the same way.
+go in. The whole upload holds the session's write lock, and each file is admitted against the
+session's limits, the class's budget and the address quota (models/rag/budget.py) before
+anything is embedded; a file that cannot be stored is reported and its partial chunks removed.
+The parse stage (`parse_files`) is also what the chunk preview runs, so both judge a file the
+same way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from models.rag.budget import LimitError, Usage
 from models.rag.chunking import Chunk, make_splitter, split_document
 from models.rag.documents import DocumentError, ParsedDocument, content_hash, load_document, load_folder, safe_name
-from models.rag.store import DocumentStore, LimitError
+from models.rag.store import DocumentStore
 
+log = logging.getLogger(__name__)
 STAGES = ("parse", "split", "embed", "store")
 SAMPLE_CHUNKING = {"chunk_size": 128, "chunk_overlap": 16, "unit": "tokens"}
 Progress = Callable[[str, float, str], None]  # (stage, fraction of that stage done, description)
@@ -91,33 +97,52 @@ def parse_files(files: list[tuple[str, bytes]], max_bytes: int, known: Iterable[
 
 
 def ingest(store: DocumentStore, session_id: str, files: list[tuple[str, bytes]], splitter,
-           progress: Progress = _noop, embed_batch: int = 64) -> IngestReport:
-    """Add the files to the session's collection; never raises for one bad file."""
+           progress: Progress = _noop, embed_batch: int = 64, *, address: str = "") -> IngestReport:
+    """Add the files to the session's collection; never raises for one bad file. Holds the
+    session's write lock throughout, so concurrent uploads of one session cannot pass its limits."""
+    with store.writing(session_id):
+        return _ingest(store, session_id, files, splitter, progress, embed_batch, address)
+
+
+def _ingest(store: DocumentStore, session_id: str, files, splitter, progress: Progress, embed_batch: int,
+            address: str) -> IngestReport:
     report = IngestReport()
-    known = {d.doc_id for d in store.documents(session_id)}
+    held = store.all_documents(session_id)
+    known = {d.doc_id for d in held if d.complete}
     start = time.perf_counter()
     results = parse_files(files, max_upload_bytes(store.settings), known, progress)
     report.files = [result for result, _ in results]
     parsed = [(doc, result) for result, doc in results if doc is not None]
+    for doc_id in {d.doc_id for d in held if not d.complete} & {doc.sha256 for doc, _ in parsed}:
+        store.delete_document(session_id, doc_id)  # an interrupted earlier upload of the same file
     report.seconds["parse"] = time.perf_counter() - start
+    with store.admit(session_id, address) as ticket:
+        batches = _split_and_admit(parsed, splitter, ticket, report, progress)
+        _embed_and_store(store, session_id, batches, report, progress, embed_batch)
+    progress("store", 1.0, "Done")
+    return report
 
+
+def _split_and_admit(parsed, splitter, ticket, report: IngestReport, progress: Progress):
     start = time.perf_counter()
-    batches: list[tuple[ParsedDocument, list[Chunk]]] = []
+    batches: list[tuple[ParsedDocument, FileResult, list[Chunk]]] = []
     for i, (doc, result) in enumerate(parsed):
         progress("split", i / max(1, len(parsed)), f"Splitting {doc.name}")
         chunks = split_document(doc, splitter)
         try:
-            store.check_limits(session_id, files=len(batches) + 1,
-                               n_bytes=sum(d.n_bytes for d, _ in batches) + doc.n_bytes,
-                               chunks=sum(len(c) for _, c in batches) + len(chunks))
+            ticket.take(Usage(1, doc.n_bytes, len(chunks)))
         except LimitError as exc:
             result.status, result.message = "error", f"{doc.name}: {exc}"
             continue
         result.chunks = len(chunks)
-        batches.append((doc, chunks))
+        batches.append((doc, result, chunks))
     report.seconds["split"] = time.perf_counter() - start
+    return batches
 
-    texts = [c.text for _, chunks in batches for c in chunks]
+
+def _embed_and_store(store: DocumentStore, session_id: str, batches, report: IngestReport, progress: Progress,
+                     embed_batch: int) -> None:
+    texts = [c.text for _, _, chunks in batches for c in chunks]
     start = time.perf_counter()
     vectors = []
     for i in range(0, len(texts), embed_batch):
@@ -129,14 +154,26 @@ def ingest(store: DocumentStore, session_id: str, files: list[tuple[str, bytes]]
 
     start = time.perf_counter()
     offset = 0
-    for i, (doc, chunks) in enumerate(batches):
+    for i, (doc, result, chunks) in enumerate(batches):
         progress("store", i / max(1, len(batches)), f"Storing {doc.name}")
-        store.add(session_id, chunks, embeddings[offset:offset + len(chunks)], doc.kind, doc.n_bytes)
-        offset += len(chunks)
+        own, offset = embeddings[offset:offset + len(chunks)], offset + len(chunks)
+        try:
+            store.add(session_id, chunks, own, doc.kind, doc.n_bytes)
+        except Exception as exc:  # the store failed mid-write: this file is reported, its partial chunks go
+            log.exception("Storing %s failed", doc.name)
+            result.status, result.chunks = "error", 0
+            result.message = f"{doc.name}: could not be stored ({type(exc).__name__}); nothing of it is searched."
+            _forget_partial(store, session_id, doc.sha256)
+            continue
+        report.chunks_added += len(chunks)
     report.seconds["store"] = time.perf_counter() - start
-    report.chunks_added = offset
-    progress("store", 1.0, "Done")
-    return report
+
+
+def _forget_partial(store: DocumentStore, session_id: str, doc_id: str) -> None:
+    try:
+        store.delete_document(session_id, doc_id)
+    except Exception:  # still listed as incomplete: never searched, and the user can delete it
+        log.exception("Removing the partial chunks of %s failed", doc_id)
 
 
 def corpus_fingerprint(folder: Path, chunking: dict) -> str:

@@ -10,6 +10,12 @@ sessions that ended: silent for `session_grace_s` after their heartbeat dropped,
 is open is never swept, however long it stays idle. Reading a session that never uploaded
 anything creates nothing.
 
+Every write of one session (an upload, a delete, a reset) holds that session's write lock
+(`writing`), so two uploads at once cannot together pass its limits; what a session may still
+take in is decided by models/rag/budget.py. A document is searched only once all its chunks are
+stored: one whose ingestion was cut short is listed as incomplete (so it can be deleted), never
+searched, and replaced when it is uploaded again.
+
 Embedded chromadb (1.5) keeps a deleted collection's HNSW index and its file handles until the
 client is closed (chroma-core/chroma#3296): a server that creates and deletes one collection
 per visitor would run out of memory and file descriptors. So deletions are counted, and
@@ -31,6 +37,7 @@ from typing import Any
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 
+from models.rag.budget import Budgets, LimitError, Usage, check_session
 from models.rag.chunking import Chunk
 from models.sessions import SessionActivity
 from models.similarity import embed
@@ -39,10 +46,8 @@ log = logging.getLogger(__name__)
 SESSION_PREFIX = "session-"
 SAMPLE_PREFIX = "sample-"
 _TOUCH_EVERY_S = 30.0  # how often a session's last_seen is written back to the store
-
-
-class LimitError(ValueError):
-    """A per-session limit (files, MB, chunks) would be exceeded."""
+WRITE_WAIT_S = 60.0  # how long a write waits for another write of the same session
+__all__ = ["DocumentStore", "DocumentInfo", "Hit", "LimitError", "session_collection_name"]
 
 
 class MiniLMEmbedding(EmbeddingFunction[Documents]):
@@ -93,6 +98,7 @@ class DocumentInfo:
     n_bytes: int
     chunks: int
     pages: int
+    complete: bool = True  # False: its ingestion was cut short; listed (to delete it) but never searched
 
 
 def make_client(settings):
@@ -139,6 +145,27 @@ class DocumentStore:
         self._idle = threading.Condition()  # guards _calls_in_flight; recycling needs it at zero
         self._calls_in_flight = 0
         self.deleted_since_recycle = 0
+        self.budgets = Budgets(settings)
+        self._write_locks: dict[str, threading.RLock] = {}
+
+    @contextlib.contextmanager
+    def writing(self, session_id: str, wait_s: float = WRITE_WAIT_S) -> Iterator[None]:
+        """Hold this session's write lock (re-entrant): its writes run one at a time."""
+        name = session_collection_name(session_id)
+        with self._lock:
+            lock = self._write_locks.setdefault(name, threading.RLock())
+        if not lock.acquire(timeout=wait_s):
+            raise LimitError("Another upload is still being indexed in this session; try again when it has finished.")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _try_write_lock(self, name: str) -> threading.RLock | None:
+        """The session's write lock if nobody holds it (the sweep never deletes under a write)."""
+        with self._lock:
+            lock = self._write_locks.setdefault(name, threading.RLock())
+        return lock if lock.acquire(blocking=False) else None
 
     @contextlib.contextmanager
     def _in_use(self) -> Iterator[None]:
@@ -207,6 +234,11 @@ class DocumentStore:
         self.client.delete_collection(name)
         self.deleted_since_recycle += 1
 
+    @staticmethod
+    def _write_meta(collection, **changes) -> None:
+        """Update some of a collection's metadata (chromadb's modify replaces all of it)."""
+        collection.modify(metadata={**(collection.metadata or {}), **changes})
+
     def _existing(self, session_id: str):
         """This session's collection, or None if it never stored anything (nothing is created)."""
         name = session_collection_name(session_id)
@@ -226,7 +258,7 @@ class DocumentStore:
         if now - self._seen.get(name, 0.0) > _TOUCH_EVERY_S:
             self._seen[name] = now
             try:
-                collection.modify(metadata={"last_seen": now})
+                self._write_meta(collection, last_seen=now)
             except Exception:  # removed behind our back (another app process swept it): reopen
                 self._handles.pop(name, None)
                 collection = self._open(name, {"last_seen": now})
@@ -234,12 +266,13 @@ class DocumentStore:
 
     @_guarded
     def drop_session(self, session_id: str) -> bool:
-        """Delete a session's collection (tab closed or reset). True if there was one."""
-        try:
-            self._delete(session_collection_name(session_id))
-            return True
-        except Exception:  # chromadb raises NotFoundError/ValueError depending on the client
-            return False
+        """Delete a session's collection (reset). True if there was one."""
+        with self.writing(session_id):
+            try:
+                self._delete(session_collection_name(session_id))
+                return True
+            except Exception:  # chromadb raises NotFoundError/ValueError depending on the client
+                return False
 
     @_guarded
     def sweep(self, now: float | None = None) -> list[str]:
@@ -264,17 +297,28 @@ class DocumentStore:
                 expired = now - stored > s.session_ttl_s
             else:
                 expired = activity.expired(session, stored, now, s.session_ttl_s, s.session_grace_s)
-            if expired:
-                self._delete(name)
-                removed.append(name)
+            lock = self._try_write_lock(name) if expired else None
+            if lock is not None:
+                try:
+                    self._delete(name)
+                    removed.append(name)
+                finally:
+                    lock.release()
+                with self._lock:
+                    self._write_locks.pop(name, None)
         activity.forget(max(s.session_ttl_s, s.session_grace_s) + 60, now)
         if removed:
             log.info("Removed %d ended document sessions", len(removed))
         return removed
 
     # ---- documents in a session -----------------------------------------------------------
-    @_guarded
     def documents(self, session_id: str) -> list[DocumentInfo]:
+        """The session's searchable documents (every chunk stored), by file name."""
+        return [d for d in self.all_documents(session_id) if d.complete]
+
+    @_guarded
+    def all_documents(self, session_id: str) -> list[DocumentInfo]:
+        """Every document with chunks in the session, complete or not, by file name."""
         collection = self._existing(session_id)
         if collection is None:
             return []
@@ -288,11 +332,33 @@ class DocumentStore:
             entry["chunks"] += 1
             entry["pages"].add(meta.get("page", 0))
         # A document whose ingestion was interrupted (process killed between batches) has fewer
-        # chunks than it announced: it is not listed, so it is neither searched as complete nor
-        # skipped as a duplicate when uploaded again.
-        return [DocumentInfo(doc_id, d["source"], d["kind"], d["n_bytes"], d["chunks"], len(d["pages"]))
-                for doc_id, d in sorted(docs.items(), key=lambda kv: kv[1]["source"])
-                if d["chunks"] >= d["expected"]]
+        # chunks than it announced: it is incomplete, so it is neither searched nor skipped as a
+        # duplicate when uploaded again.
+        return [DocumentInfo(doc_id, d["source"], d["kind"], d["n_bytes"], d["chunks"], len(d["pages"]),
+                             d["chunks"] >= d["expected"])
+                for doc_id, d in sorted(docs.items(), key=lambda kv: kv[1]["source"])]
+
+    def usage(self, session_id: str) -> Usage:
+        """What the session holds, incomplete documents included."""
+        docs = self.all_documents(session_id)
+        return Usage(len(docs), sum(d.n_bytes for d in docs), sum(d.chunks for d in docs))
+
+    @_guarded
+    def class_usage(self) -> Usage:
+        """What all sessions hold, from the totals each session's collection carries."""
+        total = Usage()
+        for collection in self.client.list_collections():
+            if collection.name.startswith(SESSION_PREFIX):
+                meta = collection.metadata or {}
+                total += Usage(int(meta.get("files", 0)), int(meta.get("bytes", 0)), int(meta.get("chunks", 0)))
+        return total
+
+    def _record_totals(self, session_id: str) -> None:
+        """Write the session's totals into its collection's metadata, for class_usage()."""
+        collection = self._existing(session_id)
+        if collection is not None:
+            held = self.usage(session_id)
+            self._write_meta(collection, files=held.files, bytes=held.n_bytes, chunks=held.chunks)
 
     @_guarded
     def has_document(self, session_id: str, doc_id: str) -> bool:
@@ -301,25 +367,19 @@ class DocumentStore:
 
     def check_limits(self, session_id: str, files: int, n_bytes: int, chunks: int) -> None:
         """Raise LimitError if adding this much would pass a per-session limit."""
-        s = self.settings
-        docs = self.documents(session_id)
-        if len(docs) + files > s.max_files_per_session:
-            raise LimitError(f"This session already holds {len(docs)} file(s); the limit is "
-                             f"{s.max_files_per_session}. Delete some documents first.")
-        used = sum(d.n_bytes for d in docs)
-        if used + n_bytes > s.max_upload_mb * 1e6:
-            raise LimitError(f"This would bring the session to {(used + n_bytes) / 1e6:.1f} MB; the limit is "
-                             f"{s.max_upload_mb:g} MB. Delete some documents first.")
-        held = sum(d.chunks for d in docs)
-        if held + chunks > s.max_chunks_per_session:
-            raise LimitError(f"This would bring the session to {held + chunks} chunks; the limit is "
-                             f"{s.max_chunks_per_session}. Use larger chunks or fewer files.")
+        check_session(self.settings, self.usage(session_id), Usage(files, n_bytes, chunks))
+
+    def admit(self, session_id: str, address: str = ""):
+        """A ticket admitting an upload's files (call while holding `writing(session_id)`)."""
+        return self.budgets.ticket(self.usage(session_id), self.class_usage, address)
 
     @_guarded
     def add(self, session_id: str, chunks: list[Chunk], embeddings: np.ndarray, kind: str, n_bytes: int,
             batch: int = 1000) -> None:
         extra = {"kind": kind, "bytes": n_bytes, "doc_chunks": len(chunks)}
-        self._add(self.collection_for(session_id), chunks, embeddings, extra, batch)
+        with self.writing(session_id):
+            self._add(self.collection_for(session_id), chunks, embeddings, extra, batch)
+            self._record_totals(session_id)
 
     @staticmethod
     def _add(collection, chunks: list[Chunk], embeddings: np.ndarray, extra: dict, batch: int = 1000) -> None:
@@ -332,13 +392,15 @@ class DocumentStore:
 
     @_guarded
     def delete_document(self, session_id: str, doc_id: str) -> int:
-        """Delete one document's chunks from this session only; returns how many were deleted."""
+        """Delete one document's chunks (complete or not) from this session only; returns how many."""
         collection = self._existing(session_id)
         if collection is None:
             return 0
-        ids = collection.get(where={"doc_id": doc_id}, include=[])["ids"]
-        if ids:
-            collection.delete(ids=ids)
+        with self.writing(session_id):
+            ids = collection.get(where={"doc_id": str(doc_id)}, include=[])["ids"]
+            if ids:
+                collection.delete(ids=ids)
+                self._record_totals(session_id)
         return len(ids)
 
     # ---- the shared sample corpus -------------------------------------------------------------
@@ -353,7 +415,7 @@ class DocumentStore:
         if not (collection.metadata or {}).get("complete"):  # new, or a build that was interrupted
             chunks, embeddings = build()
             self._add(collection, chunks, embeddings, {"kind": "markdown", "bytes": 0})
-            collection.modify(metadata={"shared": True, "complete": True})
+            self._write_meta(collection, shared=True, complete=True)
         for other in self.client.list_collections():  # older versions of the corpus
             if other.name.startswith(SAMPLE_PREFIX) and other.name != name:
                 self._delete(other.name)
@@ -368,15 +430,16 @@ class DocumentStore:
         relevance for variety among near-duplicate chunks."""
         query_vec = self.embed([query])[0]
         own = self._existing(session_id)
-        collections = [(own, False)] if own is not None else []
+        complete = [d.doc_id for d in self.documents(session_id)] if own is not None else []
+        collections = [(own, False, {"doc_id": {"$in": complete}})] if complete else []  # listed documents only
         if include_sample and self.sample_name:
-            collections.append((self._open(self.sample_name), True))
+            collections.append((self._open(self.sample_name), True, None))
         n_wanted = max(fetch_k, k) if mmr else k
         include = ["documents", "metadatas", "distances"] + (["embeddings"] if mmr else [])
         hits: list[Hit] = []
-        for collection, shared in collections:
+        for collection, shared, where in collections:
             # chroma returns fewer than n_results when the collection is smaller (or empty)
-            res = collection.query(query_embeddings=[query_vec], n_results=n_wanted, include=include)
+            res = collection.query(query_embeddings=[query_vec], n_results=n_wanted, include=include, where=where)
             for i, cid in enumerate(res["ids"][0]):
                 meta = res["metadatas"][0][i]
                 vector = np.asarray(res["embeddings"][0][i], dtype=np.float32) if mmr else None
