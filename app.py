@@ -33,13 +33,14 @@ for noisy in ("torchao", "torch.utils._pytree", "httpx"):
     logging.getLogger(noisy).setLevel(logging.ERROR)
 
 from models.housekeeping import Housekeeper  # noqa: E402
-from tabs import attention, decoding, qna, quantized, rag  # noqa: E402
+from tabs import attention, decoding, qna, quantized, rag, tokens  # noqa: E402
 from tabs.common import Services  # noqa: E402
 from tabs.door import Door  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
 # (tab title, module with build(services, settings)), in the order a lesson goes.
 TABS = [
+    ("From text to numbers", tokens),
     ("QnA bot", qna),
     ("Decoding playground", decoding),
     ("Attention visualizer", attention),
