@@ -122,7 +122,8 @@ def lookups_html(paths: list[LookupPath], shown_misses: int = 4) -> str:
             tried = f"not in vocabulary: {shown}{more}; " if misses else ""
             lines.append(f"<div>from character {start}: {tried}{result}</div>")
         pieces = " ".join(escape(p) for p in path.pieces)
-        lines.append(f"<div>→ <b>{pieces}</b> after {len(path.lookups)} lookups</div>")
+        n = len(path.lookups)
+        lines.append(f"<div>→ <b>{pieces}</b> after {n} lookup{'s' if n != 1 else ''}</div>")
         blocks.append(f'<div style="margin-bottom:8px">{"".join(lines)}</div>')
     head = "<div style='opacity:.75'>Words after lower-casing, accent stripping and splitting at punctuation:</div>"
     return "<div class='tok-lookups'>" + head + "".join(blocks) + "</div>"
