@@ -27,6 +27,13 @@ def _flag(value: str | None) -> bool | None:
     return None
 
 
+def _warmup_lessons(value: str | None) -> tuple[str, ...]:
+    """GENAI_LAB_WARMUP beyond on/off: 'all' or lesson ids, comma separated ('1'/'0'/unset: none)."""
+    if value is None or _flag(value) is not None:
+        return ()
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
 def _default_cache_dir(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".cache")
     return Path(base) / "genai-lab"
@@ -63,8 +70,19 @@ class Settings:
     # Sessions whose UI state gradio keeps in memory; the least recently used is dropped beyond
     # this (gradio's own default is 10000) (GENAI_LAB_SESSION_CAPACITY).
     session_capacity: int = 500
-    # Load the default models in the background once the UI is up (GENAI_LAB_WARMUP).
+    # Load the default models in the background once the UI is up (GENAI_LAB_WARMUP=1, the default;
+    # 0: nothing). GENAI_LAB_WARMUP=all also preloads everything every lesson needs (models, quantized
+    # builds, the sample-corpus index); a comma-separated list of lesson ids (decoding,rag) only theirs.
     warmup: bool = True
+    warmup_lessons: tuple[str, ...] = ()
+    # Lessons (tabs/lessons.py): a folder of extra lesson files beside assets/lessons
+    # (GENAI_LAB_LESSONS_DIR); the key that gives the presenter's lesson steps their own queue lane,
+    # ahead of the class's (GENAI_LAB_INSTRUCTOR_KEY; unset: no lane); the address students open,
+    # shown with a QR code in the presenter view (GENAI_LAB_CLASS_URL; default: a Space's own
+    # address from SPACE_HOST, else the host the presenter's page was opened on).
+    lessons_dir: Path | None = None
+    instructor_key: str | None = None
+    class_url: str | None = None
     # torch intra-op threads; 0 = the usable cores shared among the model jobs, at least one
     # (GENAI_LAB_TORCH_THREADS).
     torch_threads: int = 0
@@ -138,6 +156,11 @@ class Settings:
             model_concurrency=num("GENAI_LAB_MODEL_CONCURRENCY", 2),
             session_capacity=num("GENAI_LAB_SESSION_CAPACITY", 500),
             warmup=_flag(env.get("GENAI_LAB_WARMUP")) is not False,
+            warmup_lessons=_warmup_lessons(env.get("GENAI_LAB_WARMUP")),
+            lessons_dir=path("GENAI_LAB_LESSONS_DIR", None),
+            instructor_key=env.get("GENAI_LAB_INSTRUCTOR_KEY") or None,
+            class_url=env.get("GENAI_LAB_CLASS_URL") or (f"https://{env['SPACE_HOST']}/" if env.get("SPACE_HOST")
+                                                         else None),
             torch_threads=num("GENAI_LAB_TORCH_THREADS", 0),
             context_tokens=num("GENAI_LAB_CONTEXT_TOKENS", 2048),
             batching=_flag(env.get("GENAI_LAB_BATCHING")) is not False,
