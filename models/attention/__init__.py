@@ -1,0 +1,1 @@
+"""Attention visualizer: capture attention weights, per-head statistics, the Q·K walk-through, head knock-out."""

@@ -1,0 +1,1 @@
+"""Decoding playground: settings and processors, step-by-step decoding, beam and contrastive search, presets, code."""

@@ -1,0 +1,1 @@
+"""QnA bot: a question (and optional passage) as a prompt that fits, the supporting sentence, extractive spans."""
