@@ -41,6 +41,7 @@ from tabs.attention_views import (
     walkthrough_view,
 )
 from tabs.common import model_queue, user_errors
+from tabs.handles import Action, Call, TabHandle
 
 AVERAGE = "average of heads"
 VIEWS_TAB, HEATMAP_TAB = "bertviz views", "Heatmap"
@@ -188,7 +189,7 @@ def knock(registry: ModelRegistry, data: attn.AttentionData | None, spec: str) -
         raise gr.Error(str(exc)) from None
 
 
-def build(services, settings) -> None:
+def build(services, settings) -> TabHandle:
     registry = services.registry
     folder = tempfile.mkdtemp(prefix="genai-lab-attention-")  # heatmap PNGs served by this process
     enc_name, dec_name = registry.specs[ENCODER].display_name, registry.specs[CHAT].display_name
@@ -217,33 +218,34 @@ def build(services, settings) -> None:
     gr.Examples(EXAMPLES, inputs=[kind, text, text_b, new_tokens], label="Examples")
     active_tab = gr.State(VIEWS_TAB)  # the heatmap is drawn only while its tab is open
     with gr.Tabs() as sub_tabs:
-        with gr.Tab(VIEWS_TAB, render_children=True):  # stay mounted: no re-render on switching back
+        # render_children: the views stay mounted, no re-render on switching back
+        with gr.Tab(VIEWS_TAB, id="attention-views-tab", render_children=True):
             views = gr.HTML(elem_id="attention-views")
-        with gr.Tab(HEATMAP_TAB):
+        with gr.Tab(HEATMAP_TAB, id="attention-heatmap-tab"):
             with gr.Row():
                 hm_layer = gr.Dropdown([0], value=0, label="Layer")
                 hm_head = gr.Dropdown([AVERAGE], value=AVERAGE, label="Head")
                 download = gr.DownloadButton("Download PNG", interactive=False)
             hm_image = gr.Image(label="Attention heatmap (rows: query token, columns: key token)", type="filepath",
                                 format="png", interactive=False, elem_id="attention-heatmap")
-        with gr.Tab("What each head does"):
+        with gr.Tab("What each head does", id="attention-heads-tab"):
             grid = gr.HTML(elem_id="attention-head-grid")
             table = gr.Dataframe(headers=HEAD_COLUMNS,
                                  label="Per-head scores (mean over query tokens)", interactive=False)
-        with gr.Tab("How attention is computed"):
+        with gr.Tab("How attention is computed", id="attention-walk-tab"):
             with gr.Row():
                 wt_layer = gr.Dropdown([0], value=0, label="Layer")
                 wt_head = gr.Dropdown([0], value=0, label="Head")
                 wt_query = gr.Dropdown([], label="Query token")
                 wt_button = gr.Button("Walk through")
-            wt_text = gr.Markdown()
+            wt_text = gr.Markdown(elem_id="attention-walk")
             wt_table = gr.Dataframe(headers=WALK_COLUMNS, interactive=False)
-        with gr.Tab("Head knock-out"):
+        with gr.Tab("Head knock-out", id="attention-knockout-tab"):
             with gr.Row():
                 ko_heads = gr.Textbox(label="Heads to switch off", value="0.0",
                                       info="layer.head, comma separated; layer.all for a whole layer (e.g. 2.3, 4.all)")
                 ko_button = gr.Button("Switch off and compare")
-            ko_text = gr.Markdown()
+            ko_text = gr.Markdown(elem_id="attention-knockout")
             ko_table = gr.Dataframe(interactive=False)
 
     # ---- register listeners ----
@@ -312,20 +314,36 @@ def build(services, settings) -> None:
                 chat_template: gr.update(visible=not encoder)}
 
     heatmap_inputs = {"data": data_state, "layer": hm_layer, "head": hm_head}
+    queue = model_queue(settings)
+    show_call = Call(on_show, None, [data_state, status, views, grid, table, hm_layer, hm_head, wt_layer, wt_head,
+                                     wt_query], queue,
+                     {"kind": kind, "text": text, "text_b": text_b, "new_tokens": new_tokens,
+                      "chat_template": chat_template, "layers_spec": layers_spec})
+    after_show = Call(on_heatmap_if_open, None, [hm_image, download], {}, {**heatmap_inputs, "active": active_tab})
+    heatmap_call = Call(on_heatmap, None, [hm_image, download], {}, heatmap_inputs)
+    walk_call = Call(on_walk, None, [wt_text, wt_table], queue,
+                     {"data": data_state, "layer": wt_layer, "head": wt_head, "query": wt_query})
+    knock_call = Call(on_knock, None, [ko_text, ko_table], queue, {"data": data_state, "spec": ko_heads})
     kind.change(on_kind, inputs_kwargs={"kind": kind}, outputs=[text_b, new_tokens, chat_template],
                 api_name="attention_model_kind", queue=False)
-    shown = show.click(on_show, inputs_kwargs={"kind": kind, "text": text, "text_b": text_b, "new_tokens": new_tokens,
-                                               "chat_template": chat_template, "layers_spec": layers_spec},
-                       outputs=[data_state, status, views, grid, table, hm_layer, hm_head, wt_layer, wt_head, wt_query],
-                       api_name="attention_views", **model_queue(settings))
-    shown.success(on_heatmap_if_open, inputs_kwargs={**heatmap_inputs, "active": active_tab},
-                  outputs=[hm_image, download], api_name="attention_heatmap_after")
+    shown = show.click(**show_call.kwargs(), api_name="attention_views")
+    shown.success(**after_show.kwargs(), api_name="attention_heatmap_after")
     sub_tabs.select(on_tab, inputs_kwargs={**heatmap_inputs, "image": hm_image},
                     outputs=[active_tab, hm_image, download], api_name="attention_tab")
-    gr.on([hm_layer.input, hm_head.input], on_heatmap, inputs_kwargs=heatmap_inputs, outputs=[hm_image, download],
-          api_name="attention_heatmap")
-    wt_button.click(on_walk, inputs_kwargs={"data": data_state, "layer": wt_layer, "head": wt_head, "query": wt_query},
-                    outputs=[wt_text, wt_table], api_name="attention_walkthrough", **model_queue(settings))
-    ko_button.click(on_knock, inputs_kwargs={"data": data_state, "spec": ko_heads}, outputs=[ko_text, ko_table],
-                    api_name="attention_knockout", **model_queue(settings))
+    gr.on([hm_layer.input, hm_head.input], **heatmap_call.kwargs(), api_name="attention_heatmap")
+    wt_button.click(**walk_call.kwargs(), api_name="attention_walkthrough")
+    ko_button.click(**knock_call.kwargs(), api_name="attention_knockout")
     gr.api(user_errors(attention_data), api_name="attention", **model_queue(settings))
+    actions = {"show": Action((show_call, after_show), "Show attention", (), "attention-views"),
+               "heatmap": Action((heatmap_call,), "Draw the heatmap", (), "attention-heatmap"),
+               "walkthrough": Action((walk_call,), "Walk through", (), "attention-walk"),
+               "knockout": Action((knock_call,), "Switch off and compare", (), "attention-knockout")}
+    components = {"model": kind, "text": text, "text_b": text_b, "new_tokens": new_tokens,
+                  "chat_template": chat_template, "layers": layers_spec, "heatmap_layer": hm_layer,
+                  "heatmap_head": hm_head, "walk_layer": wt_layer, "walk_head": wt_head, "walk_query": wt_query,
+                  "heads_off": ko_heads}
+    sections = {"views": "attention-views-tab", "heatmap": "attention-heatmap-tab", "heads": "attention-heads-tab",
+                "walkthrough": "attention-walk-tab", "knockout": "attention-knockout-tab"}
+    # Which model a step's `model:` value loads (with attention weights).
+    value_needs = {"model": {"encoder": ("encoder-eager",), "decoder": ("chat-eager",)}}
+    return TabHandle("attention", components, actions, sub_tabs, sections, value_needs=value_needs)

@@ -34,6 +34,7 @@ from models.decoding.steps import (
 from models.registry import CHAT, ModelRegistry
 from tabs import decoding_views as views
 from tabs.common import model_queue, user_errors
+from tabs.handles import Action, Call, TabHandle
 
 MAX_COMPARE = 4
 MAX_PROMPT_CHARS = 4000
@@ -193,7 +194,7 @@ def apply_preset(prompt_box, controls: dict, hint_box, name: str) -> dict:
             hint_box: f"**{name}.** {hint}"}
 
 
-def build(services, settings) -> None:
+def build(services, settings) -> TabHandle:
     registry = services.registry
     d = DecodeConfig()
     gr.Markdown("Turn the knobs, generate, then **click any token** to see the distribution it was "
@@ -218,11 +219,11 @@ def build(services, settings) -> None:
                 max_new = gr.Slider(1, 200, value=d.max_new_tokens, step=1, label="Max new tokens",
                                     elem_id="decoding-max-new")
                 seed = gr.Number(value=d.seed, precision=0, label="Seed", elem_id="decoding-seed")
-            with gr.Accordion("Beam search", open=False):
+            with gr.Accordion("Beam search", open=False) as beam_knobs:
                 beams = gr.Slider(1, 8, value=d.num_beams, step=1, label="Beams")
                 length_penalty = gr.Slider(-2, 2, value=d.length_penalty, step=0.1, label="Length penalty")
                 n_return = gr.Slider(1, 8, value=d.num_return_sequences, step=1, label="Beams returned")
-            with gr.Accordion("Contrastive search", open=False):
+            with gr.Accordion("Contrastive search", open=False) as contrastive_knobs:
                 alpha = gr.Slider(0, 1, value=d.penalty_alpha, step=0.05, label="Penalty α")
                 ck = gr.Slider(1, 20, value=d.contrastive_k, step=1, label="Candidates (top-k)")
             generate = gr.Button("Generate", variant="primary", elem_id="decoding-generate")
@@ -232,8 +233,8 @@ def build(services, settings) -> None:
                                         color_map=views.BAND_COLORS, show_legend=True, combine_adjacent=False,
                                         elem_id="decoding-output")
             status = gr.Markdown(elem_id="decoding-status")
-            with gr.Tabs():
-                with gr.Tab("Step inspector"):
+            with gr.Tabs() as sections:
+                with gr.Tab("Step inspector", id="decoding-inspector"):
                     step_pick = gr.Dropdown(choices=[], label="Step", interactive=True)
                     summary = gr.Markdown(elem_id="decoding-summary")
                     strip = gr.Plot(label="The random draw on the final distribution", format="png")
@@ -242,12 +243,13 @@ def build(services, settings) -> None:
                     candidates = gr.Dataframe(label="Top candidates: probability after each stage",
                                               interactive=False)
                     contrast = gr.Dataframe(label="Contrastive candidates", interactive=False, visible=False)
-                with gr.Tab("Temperature"):
+                with gr.Tab("Temperature", id="decoding-temperature"):
                     chart_btn = gr.Button("Draw the next-token distribution")
-                    chart = gr.Plot(label="Next-token distribution at several temperatures", format="png")
-                with gr.Tab("Beams"):
+                    chart = gr.Plot(label="Next-token distribution at several temperatures", format="png",
+                                    elem_id="decoding-chart")
+                with gr.Tab("Beams", id="decoding-beams"):
                     beams_df = gr.Dataframe(label="Final beams (run the beam search strategy)", interactive=False)
-                with gr.Tab("Compare"):
+                with gr.Tab("Compare", id="decoding-compare"):
                     picks = gr.CheckboxGroup(list(COMPARE), value=[CURRENT, "Greedy", "Beam search (4 beams)"],
                                              label=f"Configurations (2 to {MAX_COMPARE}), same prompt and seed")
                     compare_btn = gr.Button("Compare")
@@ -257,7 +259,7 @@ def build(services, settings) -> None:
                                                           visible=i < 3, label=f"#{i + 1}",
                                                           elem_id=f"decoding-compare-{i}")
                                        for i in range(MAX_COMPARE)]
-                with gr.Tab("Reproduce in Python"):
+                with gr.Tab("Reproduce in Python", id="decoding-python"):
                     code = gr.Code(language="python", label="The same settings with model.generate()")
     steps_state = gr.State([])
 
@@ -292,19 +294,20 @@ def build(services, settings) -> None:
     def preset_ui(name):
         return apply_preset(prompt, controls, preset_hint, name)
 
-    decode_kw = dict(inputs=[prompt], inputs_kwargs=controls, outputs=view.components(), **queue)
-    generate.click(decode_ui, api_name="decoding_generate", **decode_kw)
-    prompt.submit(decode_ui, api_name="decoding_generate_submit", **decode_kw)
+    decode_call = Call(decode_ui, [prompt], view.components(), queue, controls)
+    chart_call = Call(chart_ui, None, chart, queue, chart_inputs)
+    compare_call = Call(compare_ui, [prompt, picks], [*compare_out, compare_notes], queue, controls)
+    generate.click(**decode_call.kwargs(), api_name="decoding_generate")
+    prompt.submit(**decode_call.kwargs(), api_name="decoding_generate_submit")
     step_pick.input(show_step_ui, [steps_state, step_pick, strategy], inspector.components(), api_name="decoding_step")
     output.select(select_ui, [steps_state, strategy], [step_pick, *inspector.components()],
                   api_name="decoding_select_token")
-    gr.on([chart_btn.click, generate.click, temperature.release, top_p.release], chart_ui,
-          inputs_kwargs=chart_inputs, outputs=chart, api_name="decoding_temperature_chart", **queue)
-    compare_btn.click(compare_ui, [prompt, picks], [*compare_out, compare_notes], inputs_kwargs=controls,
-                      api_name="decoding_compare", **queue)
+    gr.on([chart_btn.click, generate.click, temperature.release, top_p.release], **chart_call.kwargs(),
+          api_name="decoding_temperature_chart")
+    compare_btn.click(**compare_call.kwargs(), api_name="decoding_compare")
     preset.input(preset_ui, preset, [prompt, *controls.values(), preset_hint], api_name="decoding_preset").success(
-        decode_ui, api_name="decoding_preset_generate", **decode_kw).success(
-        chart_ui, inputs_kwargs=chart_inputs, outputs=chart, api_name="decoding_preset_chart", **queue)
+        **decode_call.kwargs(), api_name="decoding_preset_generate").success(
+        **chart_call.kwargs(), api_name="decoding_preset_chart")
 
     def decode(prompt: str, strategy: str = SAMPLING, temperature: float = 1.0, top_k: int = 50,
                top_p: float = 1.0, min_p: float = 0.0, typical_p: float = 1.0, repetition_penalty: float = 1.0,
@@ -322,3 +325,10 @@ def build(services, settings) -> None:
         return generate_text(registry.chat_model(), prompt, cfg)[0]
 
     gr.api(user_errors(decode), api_name="decode", **queue)
+    actions = {"generate": Action((decode_call, chart_call), "Generate", ("chat",), "decoding-output"),
+               "chart": Action((chart_call,), "Draw the next-token distribution", ("chat",), "decoding-chart"),
+               "compare": Action((compare_call,), "Compare", ("chat",), "decoding-compare-0")}
+    sections_ids = {"inspector": "decoding-inspector", "temperature": "decoding-temperature",
+                    "beams": "decoding-beams", "compare": "decoding-compare", "python": "decoding-python"}
+    return TabHandle("decoding", {"prompt": prompt, **controls, "configurations": picks}, actions, sections,
+                     sections_ids, advanced=[beam_knobs, contrastive_knobs])

@@ -25,6 +25,7 @@ from models.tokens.logit_lens import MAX_PROMPT_TOKENS, MAX_TOP_K, logit_lens
 from models.tokens.tokenization import tokenize
 from tabs import tokens_views as views
 from tabs.common import model_queue, user_errors
+from tabs.handles import Action, Call, TabHandle
 
 EXAMPLES = Path(__file__).parent.parent / "assets" / "examples" / "tokens.json"
 DECODING_TAB = "Decoding playground"
@@ -161,14 +162,14 @@ def select_cell(lens, evt: gr.SelectData):
     return (layer, position, *show_cell(lens, layer, position))
 
 
-def build(services, settings) -> None:
+def build(services, settings) -> TabHandle:
     registry = services.registry
     examples = json.loads(EXAMPLES.read_text(encoding="utf-8"))
     queue = model_queue(settings)
     gr.Markdown("A model never reads letters: text is cut into **tokens**, each token id becomes a **vector**, "
                 "and layer after layer those vectors turn into a **prediction** of the next token. "
                 "Start with the tokenizers, end with what each layer predicts.")
-    with gr.Tabs():
+    with gr.Tabs() as sections:
         with gr.Tab("Tokenizers", id="tokens-tokenizers"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -221,7 +222,8 @@ def build(services, settings) -> None:
                                 api_name="tokens_map_example")
                 with gr.Column(scale=3):
                     map_notes = gr.Markdown(elem_id="tokens-map-notes")
-                    map_plot = gr.Plot(label="Map (PCA of the sentence vectors)", format="png", show_label=False)
+                    map_plot = gr.Plot(label="Map (PCA of the sentence vectors)", format="png", show_label=False,
+                                       elem_id="tokens-map")
             heatmap = gr.Plot(label="Cosine similarity matrix", format="png", show_label=False)
 
         with gr.Tab("Token embeddings", id="tokens-vectors"):
@@ -231,7 +233,8 @@ def build(services, settings) -> None:
                 near_word = gr.Textbox(value="king", label="Token (a word that is one token)", scale=2)
                 near_k = gr.Slider(1, 50, value=10, step=1, label="Neighbours", scale=2)
                 near_btn = gr.Button("Nearest tokens", scale=1)
-            neighbours = gr.Dataframe(label="Nearest tokens by cosine (the token itself left out)", interactive=False)
+            neighbours = gr.Dataframe(label="Nearest tokens by cosine (the token itself left out)", interactive=False,
+                                      elem_id="tokens-neighbours")
             gr.Examples([[w] for w in examples["neighbour_words"]], inputs=[near_word], label="Tokens to try",
                         api_name="tokens_neighbour_example")
             gr.Markdown("**Vector arithmetic**: a − b + c, ranked against the whole vocabulary.")
@@ -243,7 +246,7 @@ def build(services, settings) -> None:
                 analogy_btn = gr.Button("Compute a − b + c", variant="primary")
                 classics_btn = gr.Button("How well do the classic analogies work here?")
             analogy_note = gr.Markdown(elem_id="tokens-analogy-note")
-            analogy_top = gr.Dataframe(label="Nearest tokens to a − b + c", interactive=False)
+            analogy_top = gr.Dataframe(label="Nearest tokens to a − b + c", interactive=False, elem_id="tokens-analogy")
             classics = gr.Dataframe(label="Classic analogies on SmolLM2's input embeddings (computed now)",
                                     interactive=False)
             gr.Examples(examples["analogies"], inputs=[a, b, c, expected], label="Analogies",
@@ -260,7 +263,8 @@ def build(services, settings) -> None:
                 layer = gr.Slider(1, MAX_LAYER, value=1, step=1, label="Layer")
                 distance = gr.Slider(8, positions.MAX_DISTANCE, value=256, step=8, label="Up to distance")
             rotary_btn = gr.Button("Draw the score against distance", variant="primary")
-            rotary_plot = gr.Plot(label="q·k/√d against distance", format="png", show_label=False)
+            rotary_plot = gr.Plot(label="q·k/√d against distance", format="png", show_label=False,
+                                  elem_id="tokens-rotary")
             gr.Examples(examples["rotary_pairs"], inputs=[query, key], label="Token pairs",
                         api_name="tokens_rotary_example")
             gr.Markdown("**MiniLM: learned position embeddings.** One trained vector per position, added to each "
@@ -268,7 +272,8 @@ def build(services, settings) -> None:
             with gr.Row():
                 n_positions = gr.Slider(8, positions.MAX_POSITIONS, value=128, step=8, label="Positions")
                 learned_btn = gr.Button("Draw their similarity")
-            learned_plot = gr.Plot(label="Cosine similarity of the position vectors", format="png", show_label=False)
+            learned_plot = gr.Plot(label="Cosine similarity of the position vectors", format="png", show_label=False,
+                                   elem_id="tokens-learned")
 
         with gr.Tab("What each layer predicts", id="tokens-lens"):
             gr.Markdown("The **logit lens**: after every layer, read the residual stream through SmolLM2's final "
@@ -305,24 +310,28 @@ def build(services, settings) -> None:
     lens_state = gr.State(None)
 
     # ---- register listeners ------------------------------------------------------------
-    gr.on([cut.click, as_chat.input], lambda t, chat: show_tokens(registry, t, chat), [text, as_chat], tokens_out,
-          api_name="tokens_tokenize")
-    explain.click(lambda w: explain_word(registry, w), word, [merge_path, lookups], api_name="tokens_explain_word")
-    gr.on([draw.click, dims.input], lambda t, d: show_map(registry, t, d), [block, dims],
-          [map_plot, heatmap, map_notes], api_name="tokens_map", **queue)
-    near_btn.click(lambda w, k: show_neighbours(registry, w, k), [near_word, near_k], neighbours,
-                   api_name="tokens_neighbours", **queue)
-    analogy_btn.click(lambda *v: show_analogy(registry, *v), [a, b, c, expected], [analogy_top, analogy_note],
-                      api_name="tokens_analogy", **queue)
-    classics_btn.click(lambda: classic_analogies(registry, examples["analogies"]), None, classics,
-                       api_name="tokens_classic_analogies", **queue)
-    rotary_btn.click(lambda *v: show_rotary(registry, *v), [query, key, layer, distance], rotary_plot,
-                     api_name="tokens_rotary", **queue)
-    learned_btn.click(lambda n: show_learned_positions(registry, n), n_positions, learned_plot,
-                      api_name="tokens_learned_positions", **queue)
+    calls = {
+        "tokenize": Call(lambda t, chat: show_tokens(registry, t, chat), [text, as_chat], tokens_out),
+        "explain": Call(lambda w: explain_word(registry, w), word, [merge_path, lookups]),
+        "embed": Call(lambda t, d: show_map(registry, t, d), [block, dims], [map_plot, heatmap, map_notes], queue),
+        "neighbours": Call(lambda w, k: show_neighbours(registry, w, k), [near_word, near_k], neighbours, queue),
+        "analogy": Call(lambda *v: show_analogy(registry, *v), [a, b, c, expected], [analogy_top, analogy_note],
+                        queue),
+        "classics": Call(lambda: classic_analogies(registry, examples["analogies"]), None, classics, queue),
+        "rotary": Call(lambda *v: show_rotary(registry, *v), [query, key, layer, distance], rotary_plot, queue),
+        "learned_positions": Call(lambda n: show_learned_positions(registry, n), n_positions, learned_plot, queue),
+    }
+    gr.on([cut.click, as_chat.input], **calls["tokenize"].kwargs(), api_name="tokens_tokenize")
+    explain.click(**calls["explain"].kwargs(), api_name="tokens_explain_word")
+    gr.on([draw.click, dims.input], **calls["embed"].kwargs(), api_name="tokens_map")
+    near_btn.click(**calls["neighbours"].kwargs(), api_name="tokens_neighbours")
+    analogy_btn.click(**calls["analogy"].kwargs(), api_name="tokens_analogy")
+    classics_btn.click(**calls["classics"].kwargs(), api_name="tokens_classic_analogies")
+    rotary_btn.click(**calls["rotary"].kwargs(), api_name="tokens_rotary")
+    learned_btn.click(**calls["learned_positions"].kwargs(), api_name="tokens_learned_positions")
     lens_outputs = [lens_state, grid, layer_pick, position_pick, cell_note, cell, chosen_plot, lens_notes]
-    lens_btn.click(lambda *v: run_lens(registry, *v), [lens_prompt, lens_chat, top_k], lens_outputs,
-                   api_name="tokens_lens", **queue)
+    calls["lens"] = Call(lambda *v: run_lens(registry, *v), [lens_prompt, lens_chat, top_k], lens_outputs, queue)
+    lens_btn.click(**calls["lens"].kwargs(), api_name="tokens_lens")
     gr.on([layer_pick.input, position_pick.input], show_cell, [lens_state, layer_pick, position_pick],
           [cell_note, cell, chosen_plot], api_name="tokens_lens_cell")
     grid.select(select_cell, lens_state, [layer_pick, position_pick, cell_note, cell, chosen_plot],
@@ -350,3 +359,29 @@ def build(services, settings) -> None:
     gr.api(handler(tokenize_text), api_name="tokenize")
     gr.api(handler(embedding_map), api_name="embedding_map", **queue)
     gr.api(handler(lens), api_name="logit_lens", **queue)
+    return _handle(calls, sections, {
+        "text": text, "as_chat": as_chat, "word": word, "texts": block, "map": dims, "neighbour_of": near_word,
+        "neighbours": near_k, "a": a, "b": b, "c": c, "expected": expected, "query": query, "key": key,
+        "layer": layer, "distance": distance, "positions": n_positions, "lens_prompt": lens_prompt,
+        "lens_chat": lens_chat, "top_k": top_k})
+
+
+# What a lesson may press: action -> (button label, what it loads on first use, elem_id of its result).
+ACTIONS = {
+    "tokenize": ("Tokenize", ("chat", "encoder"), "tokens-chat-pieces"),
+    "explain": ("Explain this word", ("chat", "encoder"), "tokens-merges"),
+    "embed": ("Embed and draw", ("encoder",), "tokens-map"),
+    "neighbours": ("Nearest tokens", ("chat",), "tokens-neighbours"),
+    "analogy": ("Compute a − b + c", ("chat",), "tokens-analogy"),
+    "classics": ("Classic analogies", ("chat",), None),
+    "rotary": ("Draw the score against distance", ("chat",), "tokens-rotary"),
+    "learned_positions": ("Draw their similarity", ("encoder",), "tokens-learned"),
+    "lens": ("Read every layer", ("chat",), "tokens-lens-grid"),
+}
+SECTIONS = {"tokenizers": "tokens-tokenizers", "sentences": "tokens-sentences", "vectors": "tokens-vectors",
+            "positions": "tokens-positions", "lens": "tokens-lens"}
+
+
+def _handle(calls: dict, sections, components: dict) -> TabHandle:
+    actions = {name: Action((calls[name],), label, needs, result) for name, (label, needs, result) in ACTIONS.items()}
+    return TabHandle("tokens", components, actions, sections, SECTIONS)
