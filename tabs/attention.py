@@ -338,10 +338,9 @@ def build(services, settings) -> TabHandle:
                "heatmap": Action((heatmap_call,), "Draw the heatmap", (), "attention-heatmap"),
                "walkthrough": Action((walk_call,), "Walk through", (), "attention-walk"),
                "knockout": Action((knock_call,), "Switch off and compare", (), "attention-knockout")}
+    # The heatmap and walk-through pickers are left out: their choices come from the last run.
     components = {"model": kind, "text": text, "text_b": text_b, "new_tokens": new_tokens,
-                  "chat_template": chat_template, "layers": layers_spec, "heatmap_layer": hm_layer,
-                  "heatmap_head": hm_head, "walk_layer": wt_layer, "walk_head": wt_head, "walk_query": wt_query,
-                  "heads_off": ko_heads}
+                  "chat_template": chat_template, "layers": layers_spec, "heads_off": ko_heads}
     sections = {"views": "attention-views-tab", "heatmap": "attention-heatmap-tab", "heads": "attention-heads-tab",
                 "walkthrough": "attention-walk-tab", "knockout": "attention-knockout-tab"}
     # Which model a step's `model:` value loads (with attention weights).
