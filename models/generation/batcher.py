@@ -12,7 +12,8 @@ do the work.
 
 How a step goes, in one worker thread:
 1. Admit: requests waiting in the inbox join in arrival order while the batch has a free row and
-   the token budget (prompt + max new tokens of every running request) allows. Each newcomer is
+   the token budget allows (the cache is padded to its longest row, so rows x the longest
+   prompt + max new tokens must fit). Each newcomer is
    prefilled alone (exactly as it would be without neighbours), its first token is streamed at
    once, and its KV cache is appended to the batch's cache, left-padded to a common length.
 2. Decode: one forward pass over every running row (their last tokens, a 2-D attention mask that
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BatchLimits:
     max_batch_size: int = 8  # rows decoded in one forward pass
-    max_tokens: int = 8192  # prompt + max new tokens, summed over the running rows
+    max_tokens: int = 8192  # cache positions: rows x the longest row's prompt + max new tokens
     join_wait_s: float = 0.005  # an idle worker waits this long for neighbours before its first pass
 
     def __post_init__(self):
@@ -166,16 +167,18 @@ class ContinuousBatcher:
             if self._closing:
                 return None
             admitted = []
-            in_flight = sum(row.request.reserved_tokens for row in self._rows)
-            while self._inbox and len(self._rows) + len(admitted) < self.limits.max_batch_size:
+            rows = len(self._rows)
+            longest = max((row.request.reserved_tokens for row in self._rows), default=0)
+            while self._inbox and rows < self.limits.max_batch_size:
                 head = self._inbox[0]
                 if head.cancelled:
                     self._inbox.popleft().finish("stopped")
                     continue
-                if in_flight + head.request.reserved_tokens > self.limits.max_tokens:
+                # The cache is padded to its longest row: rows x the longest reservation must fit.
+                if (rows + 1) * max(longest, head.request.reserved_tokens) > self.limits.max_tokens:
                     break  # first come, first served: later requests do not overtake the head
                 admitted.append(self._inbox.popleft())
-                in_flight += head.request.reserved_tokens
+                rows, longest = rows + 1, max(longest, head.request.reserved_tokens)
             return admitted
 
     def _admit(self, stream: TokenStream) -> None:

@@ -44,7 +44,7 @@ class Sampling:
     seeded generator after temperature, top-k and top-p (transformers' LogitsProcessors)."""
 
     temperature: float = 0.0
-    top_k: int = 0  # 0 = off
+    top_k: int = 50  # generate()'s default when sampling; 0 = off
     top_p: float = 1.0  # 1.0 = off
     seed: int = 0
 
