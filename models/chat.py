@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+from models.generation.requests import GenerationRequest, Sampling
+from models.generation.service import ServedLM, cumulative_text
 from models.registry import CausalLM
 
 SEEDED_SAMPLING = threading.Lock()  # held while a sampled generate() draws from torch's global RNG
@@ -144,10 +146,19 @@ def stream_answer(lm: CausalLM, prompt: ChatPrompt, *, max_new_tokens: int = 256
                   seed: int = 0, stop: threading.Event | None = None) -> Iterator[str]:
     """Yield the answer text so far after each generated token (cumulative).
 
-    Generation runs in a worker thread feeding a TextIteratorStreamer. Closing the
-    iterator early (a Stop click) or setting `stop` ends the worker at the next token.
+    A ServedLM's answer is decoded in the app's generation service, beside other sessions' answers
+    (models/generation); otherwise generate() runs in a worker thread feeding a TextIteratorStreamer.
+    Closing the iterator early (a Stop click) or setting `stop` ends it at the next token.
     """
     halt = stop or threading.Event()
+    if isinstance(lm, ServedLM):
+        request = GenerationRequest(tuple(prompt.input_ids), max_new_tokens, frozenset(eos_ids(lm.tokenizer, lm.model)),
+                                    Sampling(temperature=temperature, seed=seed), stop=halt)
+        try:
+            yield from cumulative_text(lm.tokenizer, lm.generation.submit(lm.model, request))
+        finally:
+            halt.set()  # a closed iterator frees its batch row at the next step
+        return
     streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
     kwargs = generation_kwargs(lm, prompt, max_new_tokens=max_new_tokens, temperature=temperature)
     kwargs.update(streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopWhenSet(halt)]))

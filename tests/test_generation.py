@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.chat import ChatPrompt, eos_ids, generation_kwargs
+from models.chat import ChatPrompt, eos_ids, generation_kwargs, stream_answer
 from models.generation.batcher import BatchLimits, ContinuousBatcher
 from models.generation.requests import (
     GenerationFailed,
@@ -190,3 +190,23 @@ def test_streamed_text_grows_token_by_token_and_never_shows_half_a_character(lm)
     assert pieces[-1] == lm.tokenizer.decode(tokens, skip_special_tokens=True)
     assert all(b.startswith(a) for a, b in zip(pieces, pieces[1:], strict=False))
     assert not any("\ufffd" in piece for piece in pieces)
+
+
+def test_stream_answer_through_the_service_gives_todays_text_and_closing_it_stops_the_request(lm, chat_prompts):
+    service = GenerationService(BatchLimits(max_batch_size=8, max_tokens=8192, join_wait_s=0.005))
+    served = service.serve(lm)
+    try:
+        for kwargs in ({}, {"temperature": 1.2, "seed": 7}):  # greedy, and a seed's sampled answer
+            today = list(stream_answer(lm, chat_prompts[0], max_new_tokens=NEW_TOKENS, **kwargs))
+            batched = list(stream_answer(served, chat_prompts[0], max_new_tokens=NEW_TOKENS, **kwargs))
+            assert batched[-1] == today[-1]
+            assert all(b.startswith(a) for a, b in zip(batched, batched[1:], strict=False))
+        halt = threading.Event()
+        answer = stream_answer(served, chat_prompts[3], max_new_tokens=200, stop=halt)
+        next(answer)
+        answer.close()  # what gradio does to a handler's generator on Stop or a closed tab
+        assert halt.is_set()  # the request's stop event: its row leaves at the next step (test above)
+        assert list(stream_answer(served, chat_prompts[0], max_new_tokens=4))
+    finally:
+        service.close()
+    assert GenerationService(enabled=False).serve(lm) is lm  # batching off: today's path

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from models.generation.batcher import BatchLimits, ContinuousBatcher
 from models.generation.requests import GenerationRequest, TokenStream
+from models.registry import CausalLM
 
 
 class GenerationService:
@@ -42,6 +44,13 @@ class GenerationService:
                 self._batchers[id(model)] = entry
             return entry[1]
 
+    def serve(self, lm: CausalLM) -> CausalLM:
+        """`lm` as handed to code that streams free-running answers (models/chat.stream_answer): with
+        batching on, a ServedLM whose answers go through this service; off, `lm` itself."""
+        if not self.enabled:
+            return lm
+        return ServedLM(lm.model, lm.tokenizer, lm.source, lm.name, generation=self)
+
     def submit(self, model, request: GenerationRequest) -> TokenStream:
         """Queue `request` for `model`; iterate the returned stream for its token ids."""
         return self.batcher(model).submit(request)
@@ -52,6 +61,13 @@ class GenerationService:
             self._batchers.clear()
         for batcher in batchers:
             batcher.close()
+
+
+@dataclass
+class ServedLM(CausalLM):
+    """The chat model together with the service that decodes its free-running answers."""
+
+    generation: GenerationService | None = None
 
 
 def cumulative_text(tokenizer, tokens: Iterable[int]) -> Iterator[str]:
