@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from models.chat import stream_answer
+from models.chat_history import cap_history
 from models.qna import prompt as qna
 from models.qna.extractive import extract_answer
 from models.registry import EXTRACTIVE_QA, ModelRegistry, ModelUnavailable
@@ -38,7 +39,7 @@ def _notice(lines: list[str]) -> str:
 def respond(registry: ModelRegistry, settings, question: str, context: str, mode: str, history: list | None,
             max_new_tokens: int, temperature: float, seed: int, progress=gr.Progress()):
     """Stream (chat, question box, prompt text, token note, passage highlight, notice)."""
-    history = list(history or [])
+    history = cap_history(history)  # client-sent: bounded before any tokenizer or regex reads it
     if not (question or "").strip():
         gr.Warning("Type a question first.")
         yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from models.chat import count_tokens
+from models.chat_history import cap_history
 from models.rag import turn as rag_turn
 from models.rag.chain import answer_without_retrieval
 from models.rag.chunking import boundary_preview, make_splitter, size_stats, split_document
@@ -61,9 +63,15 @@ def session_of(request: gr.Request | None) -> str:
     return session
 
 
-def check_question_length(question: str) -> None:
+def check_question_length(services: Services, question: str) -> None:
+    """Refuse a question too long to leave room for the chunks: in characters first (cheap), then
+    in the chat model's tokens (2,000 characters of emoji are 8,000 tokens)."""
     if len(question) > MAX_QUESTION_CHARS:
         raise gr.Error(f"The question has {len(question):,} characters; ask in at most {MAX_QUESTION_CHARS:,} "
+                       "so the retrieved chunks still fit beside it.")
+    n_tokens = count_tokens(services.registry.chat_model(), question)
+    if n_tokens > rag_turn.MAX_QUESTION_TOKENS:
+        raise gr.Error(f"The question is {n_tokens:,} tokens long; ask in at most {rag_turn.MAX_QUESTION_TOKENS} "
                        "so the retrieved chunks still fit beside it.")
 
 
@@ -189,11 +197,11 @@ def ask(services: Services, out: Outputs, question, history, top_k, threshold, u
         gr.Warning("Type a question first.")
         yield gr.skip()
         return
-    check_question_length(question)  # before anything is shown: the question stays in its box
+    check_question_length(services, question)  # before anything is shown: the question stays in its box
     retrieval = Retrieval.clamped(top_k, threshold, use_mmr, include_sample)
     if retrieval.include_sample:
         progress(0.05, desc="Preparing the sample corpus (first use only)…")
-    history = list(history or [])
+    history = cap_history(history)  # client-sent: bounded before any tokenizer or regex reads it
     chat = history + [{"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
     context_tokens = services.settings.context_tokens
     for turn in question_turns(services, session, question, history, retrieval):
@@ -220,7 +228,7 @@ def ask_api(services: Services, question: str, top_k: int, threshold: float, use
     question = (question or "").strip()
     if not question:
         raise gr.Error("The question is empty.")
-    check_question_length(question)
+    check_question_length(services, question)
     retrieval = Retrieval.clamped(top_k, threshold, use_mmr, include_sample)
     return rag_turn.summary(rag_turn.final(question_turns(services, session, question, [], retrieval)))
 

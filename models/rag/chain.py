@@ -30,6 +30,7 @@ from models.rag.store import Hit
 from models.similarity import split_sentences
 
 NO_ANSWER = "The documents don't contain the answer to this question."
+MAX_PREVIOUS_CHARS = 500  # of the previous question, when a rejected rewrite falls back to joining them
 
 REWRITE_PROMPT = ChatPromptTemplate.from_messages([
     ("system", "Rewrite the follow-up question as one standalone question that can be understood "
@@ -90,11 +91,15 @@ def to_chat_messages(prompt_value) -> list[dict]:
 
 
 
+_CITATION = re.compile(r"(?<!\s)\s*\[\d+\]")  # a [n] marker and the space before it; linear in the text
+
+
 def format_history(history: list[dict], max_turns: int = 4, max_chars: int = 300) -> str:
     lines = []
     for message in history[-max_turns:]:
-        content = re.sub(r"\s*\[\d+\]", "", message_text(message.get("content"))).strip()
-        if len(content) > max_chars:
+        text = message_text(message.get("content"))
+        content = _CITATION.sub("", text[:2 * max_chars]).strip()
+        if len(content) > max_chars or len(text) > 2 * max_chars:
             content = content[:max_chars] + "…"
         lines.append(f"{'User' if message['role'] == 'user' else 'Assistant'}: {content}")
     return "\n".join(lines)
@@ -145,6 +150,7 @@ def rewrite_question(lm, history: list[dict], question: str, *, context_tokens: 
     if rewritten:
         return rewritten, "rewritten by the model"
     previous = next((message_text(m["content"]) for m in reversed(history) if m["role"] == "user"), "")
+    previous = previous[:MAX_PREVIOUS_CHARS].rsplit(" ", 1)[0] if len(previous) > MAX_PREVIOUS_CHARS else previous
     return f"{previous} {question}".strip(), "model rewrite rejected: joined with the previous question"
 
 

@@ -17,6 +17,7 @@ from models.rag.store import DocumentStore
 
 TOP_K = (1, 8)  # the range the UI offers; numbers from the API are clamped to it
 MAX_NEW_TOKENS = 120
+MAX_QUESTION_TOKENS = 512  # chat-model tokens: the retrieved chunks must still fit beside the question
 
 
 @dataclass(frozen=True)
