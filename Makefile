@@ -7,14 +7,14 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
-# Tools of `make compile`, run in a throwaway venv.
+# Tools of `make compile` and `make space-check`, each run in a throwaway venv.
 TOOL_PIP := pip==26.3
 PIP_TOOLS := pip-tools==7.6.2
 # `make compile UPGRADE=--upgrade` bumps everything; `UPGRADE="-P kubernetes"` one package
 # (needed when a kept pin conflicts with a changed requirements.in).
 UPGRADE ?=
 
-.PHONY: setup run test browser lint bench clean compile
+.PHONY: setup run test browser lint bench clean compile space-check
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ setup: $(STAMP)
 
 # requirements.in -> requirements.txt, requirements-dev.in -> requirements-dev.txt. Kept pins stay
 # unless UPGRADE says otherwise. requirements.in includes the Space's own extras, so the lock
-# resolves under the Space's install command.
+# resolves under the Space's install command (checked by `make space-check`).
 compile:
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PYTHON) -m venv "$$tmp/venv" && \
@@ -42,6 +42,10 @@ compile:
 	    --no-emit-index-url --no-emit-find-links $(UPGRADE) -o $$name.txt $$name.in || exit 1; \
 	done
 
+# The Space's install command (pip's resolver, sdk_version from the README front matter), dry run.
+space-check:
+	$(PYTHON) tools/space_check.py --pip $(TOOL_PIP)
+
 # Debian's chromium for the browser tests (playwright cannot download browsers here).
 browser:
 	@test -x $(CHROMIUM) || { \
@@ -51,7 +55,7 @@ browser:
 run: setup
 	$(PY) app.py
 
-test: setup browser
+test: setup browser space-check
 	$(PY) -m pytest
 
 lint: setup
