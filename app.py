@@ -32,6 +32,7 @@ from models.sessions import SessionActivity  # noqa: E402
 for noisy in ("torchao", "torch.utils._pytree", "httpx"):
     logging.getLogger(noisy).setLevel(logging.ERROR)
 
+from models.generation.service import GenerationService  # noqa: E402
 from models.housekeeping import Housekeeper  # noqa: E402
 from tabs import attention, decoding, qna, quantized, rag, tokens  # noqa: E402
 from tabs.common import Services  # noqa: E402
@@ -58,12 +59,13 @@ INTRO = (
 
 def create_services(settings: Settings, registry: ModelRegistry | None = None) -> Services:
     """The objects that live as long as the app: models, session activity, document store,
-    housekeeper (not started) and the HTTP door."""
+    housekeeper (not started), the HTTP door and the generation service (its worker starts with the
+    first answer)."""
     registry = registry or ModelRegistry(settings)
     activity = SessionActivity()
     store = DocumentStore(settings, registry.sentence_encoder, activity=activity)
     return Services(settings, registry, store, Housekeeper(store, settings.housekeeping_s), activity,
-                    Door(activity))
+                    Door(activity), GenerationService.from_settings(settings))
 
 
 def build_demo(settings: Settings | None = None, registry: ModelRegistry | None = None) -> gr.Blocks:

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
+from models.generation.requests import TokenBudgetExceeded
 from models.registry import ModelUnavailable
 
 if TYPE_CHECKING:
     from config import Settings
+    from models.generation.service import GenerationService
     from models.housekeeping import Housekeeper
     from models.rag.store import DocumentStore
     from models.registry import ModelRegistry
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 # Listeners that run a model share one concurrency group: at most settings.model_concurrency model
 # jobs run at once, each with its share of the cores (models/hardware.intra_op_threads).
 MODEL_GROUP = "model"
+# Listeners whose model work is free-running generation through the batched service: the service's
+# one worker is their model job, so they wait in their own group, a batch's worth at a time.
+GENERATION_GROUP = "generation"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Services:
     housekeeper: Housekeeper  # sweeps expired sessions and returns freed memory, off the request path
     activity: SessionActivity  # open pages and requests per session, fed by the door
     door: Door  # the HTTP middleware in front of gradio's routes
+    generation: GenerationService  # decodes every session's free-running answers in shared batches
 
 
 def model_queue(settings) -> dict:
@@ -63,9 +69,17 @@ def client_address(request, trusted_proxies: int = 0) -> str:
     return peer
 
 
+def generation_queue(settings) -> dict:
+    """Keyword arguments for a listener that streams answers through the generation service; with
+    batching off, the model queue (one generate() per request)."""
+    if not settings.batching:
+        return model_queue(settings)
+    return {"concurrency_id": GENERATION_GROUP, "concurrency_limit": settings.batch_size}
+
+
 def describe_error(exc: BaseException) -> str:
     """A one-line message for an unexpected failure (the traceback goes to the log)."""
-    if isinstance(exc, ModelUnavailable):
+    if isinstance(exc, (ModelUnavailable, TokenBudgetExceeded)):
         return str(exc)
     if isinstance(exc, MemoryError):
         return "The server ran out of memory for this request; try a shorter input."

@@ -70,6 +70,11 @@ class ServedLM(CausalLM):
     generation: GenerationService | None = None
 
 
+def served(lm: CausalLM, generation: GenerationService | None) -> CausalLM:
+    """`lm` as the app's generation service hands it out, or `lm` itself without a service."""
+    return lm if generation is None else generation.serve(lm)
+
+
 def cumulative_text(tokenizer, tokens: Iterable[int]) -> Iterator[str]:
     """The decoded answer so far after each token that changes it (special tokens skipped). A token
     that ends inside a multi-byte character waits for the token that completes it."""
