@@ -15,10 +15,11 @@ import gradio as gr
 
 from models.chat import stream_answer
 from models.chat_history import cap_history
+from models.generation.service import GenerationService, served
 from models.qna import prompt as qna
 from models.qna.extractive import extract_answer
 from models.registry import EXTRACTIVE_QA, ModelRegistry, ModelUnavailable
-from tabs.common import model_queue, user_errors
+from tabs.common import generation_queue, user_errors
 
 GENERATIVE = "Generative (SmolLM2 writes the answer)"
 EXTRACTIVE = "Extractive (a span of the passage)"
@@ -37,7 +38,8 @@ def _notice(lines: list[str]) -> str:
 
 @user_errors
 def respond(registry: ModelRegistry, settings, question: str, context: str, mode: str, history: list | None,
-            max_new_tokens: int, temperature: float, seed: int, progress=gr.Progress()):
+            max_new_tokens: int, temperature: float, seed: int, progress=gr.Progress(),
+            generation: GenerationService | None = None):
     """Stream (chat, question box, prompt text, token note, passage highlight, notice)."""
     history = cap_history(history)  # client-sent: bounded before any tokenizer or regex reads it
     if not (question or "").strip():
@@ -49,7 +51,7 @@ def respond(registry: ModelRegistry, settings, question: str, context: str, mode
         return
     if not registry.is_loaded("chat"):
         progress(0.1, desc="Loading SmolLM2 (first use only)…")
-    lm = registry.chat_model()
+    lm = served(registry.chat_model(), generation)
     max_new_tokens = int(max_new_tokens)
     prepared = qna.prepare_question(lm, question, context, history, max_new_tokens=max_new_tokens,
                                     context_tokens=settings.context_tokens)
@@ -92,11 +94,12 @@ def _respond_extractive(registry: ModelRegistry, question: str, context: str, hi
 
 
 @user_errors
-def answer_text(registry: ModelRegistry, settings, question: str, context: str = "") -> str:
+def answer_text(registry: ModelRegistry, settings, question: str, context: str = "",
+                generation: GenerationService | None = None) -> str:
     """API: the final greedy answer to `question` (about `context` when given)."""
     if not (question or "").strip():
         raise gr.Error("The question is empty.")
-    lm = registry.chat_model()
+    lm = served(registry.chat_model(), generation)
     prepared = qna.prepare_question(lm, question, context, [], max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
                                     context_tokens=settings.context_tokens)
     answer = ""
@@ -146,16 +149,16 @@ def build(services, settings) -> None:
     # ---- register listeners ----
     def ask_handler(question, context, mode, history, max_new_tokens, temperature, seed, progress=gr.Progress()):
         yield from respond(registry, settings, question, context, mode, history, max_new_tokens, temperature,
-                           seed, progress)
+                           seed, progress, services.generation)
 
     def qna_answer(question: str, context: str = "") -> str:
         """The final greedy answer to a question, grounded in the context when one is given."""
-        return answer_text(registry, settings, question, context)
+        return answer_text(registry, settings, question, context, services.generation)
 
     inputs = [question, context, mode, chat, max_new_tokens, temperature, seed]
     outputs = [chat, question, prompt_view, prompt_tokens, passage_view, notice]
-    ask_event = ask.click(ask_handler, inputs, outputs, api_name="qna_chat", **model_queue(settings))
-    submit_event = question.submit(ask_handler, inputs, outputs, api_name="qna_submit", **model_queue(settings))
+    ask_event = ask.click(ask_handler, inputs, outputs, api_name="qna_chat", **generation_queue(settings))
+    submit_event = question.submit(ask_handler, inputs, outputs, api_name="qna_submit", **generation_queue(settings))
     stop.click(None, None, None, cancels=[ask_event, submit_event], api_name="qna_stop")
     clear_btn.click(clear, None, outputs, api_name="qna_clear", queue=False)
-    gr.api(qna_answer, api_name="qna_answer", **model_queue(settings))
+    gr.api(qna_answer, api_name="qna_answer", **generation_queue(settings))

@@ -1,8 +1,9 @@
 """A full queue answers "busy, try again" at once; the requests it holds still complete.
 
-The app runs with a queue of one waiting request and one model job at a time, and six
-students ask at once: one runs, one waits, the rest are turned away with gradio's
-"Queue is full" message instead of an error or an endless wait; the app keeps serving.
+The app runs with a queue of one waiting request and one model job at a time (the generation
+service decoding a batch of at most two answers), and six students ask at once: two are answered
+together, one waits, the rest are turned away with gradio's "Queue is full" message instead of an
+error or an endless wait; the app keeps serving.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ STUDENTS = 6
 
 @pytest.fixture(scope="module")
 def tiny_queue_url(settings, registry):
-    with launched_app(replace(settings, queue_size=1, model_concurrency=1), registry) as url:
+    with launched_app(replace(settings, queue_size=1, model_concurrency=1, batch_size=2), registry) as url:
         yield url
 
 
