@@ -20,6 +20,7 @@ import gradio as gr
 
 from models.chat import count_tokens
 from models.chat_history import cap_history
+from models.generation.service import served
 from models.rag import turn as rag_turn
 from models.rag.chain import answer_without_retrieval
 from models.rag.chunking import boundary_preview, make_splitter, size_stats, split_document
@@ -29,7 +30,7 @@ from models.rag.ingest import STAGES, ingest, max_upload_bytes, parse_files
 from models.rag.store import DocumentStore
 from models.rag.turn import TOP_K, Retrieval
 from tabs import rag_views as views
-from tabs.common import Services, client_address, model_queue, user_errors
+from tabs.common import Services, client_address, generation_queue, model_queue, user_errors
 
 STAGE_SPAN = {"parse": (0.0, 0.1), "split": (0.1, 0.2), "embed": (0.2, 0.9), "store": (0.9, 1.0)}
 # A question shares the model's context budget with the retrieved chunks; ~2,000 characters is
@@ -101,7 +102,8 @@ def documents_update(out: Outputs, store: DocumentStore, session: str) -> dict:
 def question_turns(services: Services, session: str, question: str, history: list[dict], retrieval: Retrieval):
     """The one question turn (rewrite -> retrieve -> answer -> cite) both the chat and rag_ask run."""
     registry = services.registry
-    return rag_turn.ask(services.store, session, registry.chat_model(), registry.sentence_encoder(), question,
+    lm = served(registry.chat_model(), services.generation)  # its answers join the shared batch
+    return rag_turn.ask(services.store, session, lm, registry.sentence_encoder(), question,
                         history, retrieval, context_tokens=services.settings.context_tokens)
 
 
@@ -214,7 +216,7 @@ def ask(services: Services, out: Outputs, question, history, top_k, threshold, u
             update[out.sources] = views.turn_sources_html(turn)
         yield update
     if compare:
-        for plain in answer_without_retrieval(services.registry.chat_model(), question,
+        for plain in answer_without_retrieval(served(services.registry.chat_model(), services.generation), question,
                                               max_new_tokens=rag_turn.MAX_NEW_TOKENS,
                                               context_tokens=context_tokens):
             yield {out.plain: plain}
@@ -353,10 +355,10 @@ def build(services: Services, settings) -> None:
     ask_inputs = [question, chat, top_k, threshold, use_mmr, include_sample, compare]
     ask_outputs = [chat, question, standalone, hits, sources, prompt_view, prompt_info, plain]
     compare.change(lambda on: gr.update(visible=on), compare, plain, api_name="rag_compare_toggle", queue=False)
-    ask_btn.click(rag_chat, ask_inputs, ask_outputs, api_name="rag_chat", **model_queue(settings))
-    question.submit(rag_chat, ask_inputs, ask_outputs, api_name="rag_chat_submit", **model_queue(settings))
+    ask_btn.click(rag_chat, ask_inputs, ask_outputs, api_name="rag_chat", **generation_queue(settings))
+    question.submit(rag_chat, ask_inputs, ask_outputs, api_name="rag_chat_submit", **generation_queue(settings))
     clear_btn.click(rag_clear, None, [chat, standalone, sources, plain, prompt_view], api_name="rag_clear",
                     queue=False)
     eval_btn.click(rag_eval, [chunk_size, overlap, unit, top_k], [eval_summary, eval_table], api_name="rag_eval",
                    **model_queue(settings))
-    gr.api(rag_ask, api_name="rag_ask", **model_queue(settings))
+    gr.api(rag_ask, api_name="rag_ask", **generation_queue(settings))
