@@ -20,6 +20,7 @@ from models.qna import prompt as qna
 from models.qna.extractive import extract_answer
 from models.registry import EXTRACTIVE_QA, ModelRegistry, ModelUnavailable
 from tabs.common import generation_queue, user_errors
+from tabs.handles import Action, Call, TabHandle
 
 GENERATIVE = "Generative (SmolLM2 writes the answer)"
 EXTRACTIVE = "Extractive (a span of the passage)"
@@ -112,7 +113,7 @@ def clear():
     return [], "", "", "", None, ""
 
 
-def build(services, settings) -> None:
+def build(services, settings) -> TabHandle:
     registry = services.registry
     extractive_ready = registry.is_configured(EXTRACTIVE_QA)
     with gr.Row():
@@ -135,7 +136,7 @@ def build(services, settings) -> None:
             passage_view = gr.HighlightedText(label="Passage: the sentence that supports the answer",
                                               color_map={qna.SUPPORT_LABEL: "green"}, combine_adjacent=True,
                                               show_legend=False)
-            with gr.Accordion("Settings", open=False):
+            with gr.Accordion("Settings", open=False) as knobs:
                 max_new_tokens = gr.Slider(16, 512, value=DEFAULT_MAX_NEW_TOKENS, step=16, label="Max new tokens")
                 temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="Temperature",
                                         info="0 = greedy (always the most likely token)")
@@ -157,8 +158,15 @@ def build(services, settings) -> None:
 
     inputs = [question, context, mode, chat, max_new_tokens, temperature, seed]
     outputs = [chat, question, prompt_view, prompt_tokens, passage_view, notice]
-    ask_event = ask.click(ask_handler, inputs, outputs, api_name="qna_chat", **generation_queue(settings))
-    submit_event = question.submit(ask_handler, inputs, outputs, api_name="qna_submit", **generation_queue(settings))
+    ask_call = Call(ask_handler, inputs, outputs, generation_queue(settings))
+    clear_call = Call(clear, None, outputs, {"queue": False})
+    ask_event = ask.click(**ask_call.kwargs(), api_name="qna_chat")
+    submit_event = question.submit(**ask_call.kwargs(), api_name="qna_submit")
     stop.click(None, None, None, cancels=[ask_event, submit_event], api_name="qna_stop")
-    clear_btn.click(clear, None, outputs, api_name="qna_clear", queue=False)
+    clear_btn.click(**clear_call.kwargs(), api_name="qna_clear")
     gr.api(qna_answer, api_name="qna_answer", **generation_queue(settings))
+    components = {"question": question, "passage": context, "mode": mode, "max_new_tokens": max_new_tokens,
+                  "temperature": temperature, "seed": seed}
+    actions = {"ask": Action((ask_call,), "Ask", ("chat", "encoder"), "qna-chat"),
+               "clear": Action((clear_call,), "Clear", (), "qna-chat")}
+    return TabHandle("qna", components, actions, advanced=[knobs])
