@@ -114,6 +114,9 @@ class Settings:
     # client address may start per hour, 0 = no quota (GENAI_LAB_ADDRESS_SESSIONS_PER_HOUR; a class
     # behind one school router shares an address). GENAI_LAB_TRUSTED_PROXIES: how many reverse
     # proxies in front of the app append to X-Forwarded-For (0: the address is the TCP peer's).
+    # Time budget for reading one uploaded file (GENAI_LAB_PARSE_TIME_LIMIT_S): a file built to be
+    # slow to parse is stopped (its parser runs in a child process) and reported.
+    parse_time_limit_s: float = 20.0
     total_chunks: int = 60_000
     total_upload_mb: float = 400.0
     address_sessions_per_hour: int = 120
@@ -174,6 +177,7 @@ class Settings:
             max_chunks_per_session=num("GENAI_LAB_MAX_CHUNKS", 5000),
             session_ttl_s=num("GENAI_LAB_SESSION_TTL_S", 3600),
             session_grace_s=num("GENAI_LAB_SESSION_GRACE_S", 600.0, float),
+            parse_time_limit_s=num("GENAI_LAB_PARSE_TIME_LIMIT_S", 20.0, float),
             total_chunks=num("GENAI_LAB_TOTAL_CHUNKS", 60_000),
             total_upload_mb=num("GENAI_LAB_TOTAL_UPLOAD_MB", 400.0, float),
             address_sessions_per_hour=num("GENAI_LAB_ADDRESS_SESSIONS_PER_HOUR", 120),

@@ -118,7 +118,8 @@ def preview(services: Services, files, chunk_size, overlap, unit):
     splitter = splitter_for(services.registry, chunk_size, overlap, unit)
     tokenizer = services.registry.sentence_encoder().tokenizer
     rows, segments = [], []
-    for result, doc in parse_files(uploads, max_upload_bytes(services.settings)):
+    for result, doc in parse_files(uploads, max_upload_bytes(services.settings),
+                                   max_seconds=services.settings.parse_time_limit_s):
         if doc is None:
             rows.append([result.name, 0, 0, 0, result.message])
             continue

@@ -3,8 +3,14 @@
 A file's kind comes from its first bytes: `%PDF-` is a PDF, a zip holding
 `word/document.xml` is a DOCX, text that decodes as UTF-8 is HTML (if it looks like markup),
 Markdown or plain text; anything else is refused. Each problem (corrupt, empty, image-only,
-oversized, wrong type) raises `DocumentError` with a sentence about that one file, so the
-caller can report it and carry on with the others.
+oversized, wrong type, too complex) raises `DocumentError` with a sentence about that one file,
+so the caller can report it and carry on with the others; so does any exception a parser
+raises (pypdf's LimitReachedError, a RecursionError, ...).
+
+Parsing has a budget per file, so a small file built to be slow is refused in seconds: a time
+budget (`max_seconds`, checked between PDF pages and while a DOCX streams), the XML elements of
+a DOCX (models/rag/docx_text.py), and the content-stream bytes a PDF's pages would make pypdf
+read, counted before any text is extracted (pages that share one huge stream count it each time).
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import time
 import zipfile
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+
+from models.rag.docx_text import TooComplex, docx_text
 
 KINDS = ("pdf", "docx", "html", "markdown", "text")
 _HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body|<!--)", re.IGNORECASE)
@@ -22,8 +31,12 @@ _HTML_TAGS = re.compile(r"<(p|div|h[1-6]|body|table|ul|ol|li|span|a|br)\b[^>]*>"
 _MD_HINT = re.compile(r"^(#{1,6} |\* |- |\d+\. |```)", re.MULTILINE)
 # Bounds against hostile files: a PDF's page count, a DOCX's unzipped size, a shown name's length.
 MAX_PDF_PAGES = 1000
+MAX_PDF_CONTENT_BYTES = 25_000_000  # drawing instructions pypdf reads, summed over pages
+MAX_PAGE_CONTENT_BYTES = 5_000_000
+MAX_DOCX_ELEMENTS = 200_000  # a 300-page report has about 100,000
 MAX_UNZIPPED_BYTES = 100_000_000
 MAX_NAME_CHARS = 120
+PARSE_SECONDS = 20.0  # the default time budget of one file
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -95,22 +108,55 @@ def _decode_text(data: bytes) -> str | None:
     return text
 
 
-def _parse_pdf(name: str, data: bytes) -> list[Page]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _content_bytes(page) -> int:
+    """Bytes of drawing instructions in a page's content streams (decoded once, then cached)."""
+    contents = page.get("/Contents")
+    if contents is None:
+        return 0
+    contents = contents.get_object()
+    streams = contents if isinstance(contents, list) else [contents]
+    return sum(len(stream.get_object().get_data()) for stream in streams
+               if hasattr(stream.get_object(), "get_data"))
 
+
+def _check_pdf_budget(name: str, reader) -> None:
+    n_pages = len(reader.pages)
+    if n_pages > MAX_PDF_PAGES:
+        raise DocumentError(f"{name}: the PDF has {n_pages} pages; the limit is {MAX_PDF_PAGES}. "
+                            "Split it into smaller files.")
+    total = 0
+    for i, page in enumerate(reader.pages):
+        size = _content_bytes(page)
+        total += size
+        if size > MAX_PAGE_CONTENT_BYTES or total > MAX_PDF_CONTENT_BYTES:
+            raise DocumentError(f"{name}: the PDF is too complex to read here (page {i + 1} brings its pages' "
+                                f"drawing instructions to {total / 1e6:.0f} MB; the limit is "
+                                f"{MAX_PDF_CONTENT_BYTES / 1e6:.0f} MB, {MAX_PAGE_CONTENT_BYTES / 1e6:.0f} MB "
+                                "a page). Export it again, or split it.")
+
+
+def _parse_pdf(name: str, data: bytes, max_seconds: float = PARSE_SECONDS) -> list[Page]:
+    from pypdf import PdfReader
+    from pypdf.errors import LimitReachedError, PyPdfError
+
+    deadline = time.monotonic() + max_seconds
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise DocumentError(f"{name}: the PDF is password-protected.")
-        n_pages = len(reader.pages)
-        if n_pages > MAX_PDF_PAGES:
-            raise DocumentError(f"{name}: the PDF has {n_pages} pages; the limit is {MAX_PDF_PAGES}. "
-                                "Split it into smaller files.")
-        pages = [Page(i + 1, _tidy(page.extract_text() or "")) for i, page in enumerate(reader.pages)]
+        _check_pdf_budget(name, reader)
+        n_pages, pages = len(reader.pages), []
+        for i, page in enumerate(reader.pages):
+            if time.monotonic() > deadline:
+                raise DocumentError(f"{name}: reading the PDF took longer than {max_seconds:g} s "
+                                    f"({i} of {n_pages} pages read). Export it again, or split it.")
+            pages.append(Page(i + 1, _tidy(page.extract_text() or "")))
     except DocumentError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+    except LimitReachedError:
+        raise DocumentError(f"{name}: the PDF is too large or too complex to read here (one of its "
+                            "streams passes pypdf's safety limits).") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError, zipfile.BadZipFile) as exc:
         raise DocumentError(f"{name}: the PDF is corrupt or truncated ({type(exc).__name__}).") from None
     if n_pages == 0:
         raise DocumentError(f"{name}: the PDF has no pages.")
@@ -122,8 +168,8 @@ def _parse_pdf(name: str, data: bytes) -> list[Page]:
     return pages
 
 
-def _parse_docx(name: str, data: bytes) -> list[Page]:
-    import docx
+def _parse_docx(name: str, data: bytes, max_seconds: float = PARSE_SECONDS) -> list[Page]:
+    from lxml import etree
 
     with zipfile.ZipFile(io.BytesIO(data)) as zf:  # refuse a zip bomb before anything inflates it
         unzipped = sum(info.file_size for info in zf.infolist())
@@ -131,14 +177,12 @@ def _parse_docx(name: str, data: bytes) -> list[Page]:
         raise DocumentError(f"{name}: the Word document would unpack to {unzipped / 1e6:.0f} MB; "
                             f"the limit is {MAX_UNZIPPED_BYTES / 1e6:.0f} MB.")
     try:
-        document = docx.Document(io.BytesIO(data))
-    except Exception as exc:  # python-docx raises many kinds (KeyError, lxml errors, ...)
+        text = docx_text(data, MAX_DOCX_ELEMENTS, max_seconds)
+    except TooComplex as exc:
+        raise DocumentError(f"{name}: the Word document is too complex to read here ({exc}).") from None
+    except (etree.XMLSyntaxError, KeyError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DocumentError(f"{name}: the Word document is corrupt ({type(exc).__name__}).") from None
-    parts = [p.text for p in document.paragraphs]
-    for table in document.tables:
-        for row in table.rows:
-            parts.append(" | ".join(cell.text for cell in row.cells))
-    return [Page(None, _tidy("\n".join(parts)))]
+    return [Page(None, _tidy(text))]
 
 
 class _TextExtractor(HTMLParser):
@@ -194,27 +238,41 @@ def safe_name(name: str | None) -> str:
     return name
 
 
-def load_document(name: str, data: bytes, max_bytes: int | None = None) -> ParsedDocument:
-    """Validate and parse one file. Raises DocumentError with a message about this file."""
+def load_document(name: str, data: bytes, max_bytes: int | None = None,
+                  max_seconds: float = PARSE_SECONDS) -> ParsedDocument:
+    """Validate and parse one file within its budget. Raises DocumentError with a message about
+    this file, whatever went wrong inside a parser."""
     name = safe_name(name)
     if not data:
         raise DocumentError(f"{name}: the file is empty.")
     if max_bytes is not None and len(data) > max_bytes:
         raise DocumentError(
             f"{name}: {len(data) / 1e6:.1f} MB is over the {max_bytes / 1e6:.1f} MB limit per session.")
-    kind = sniff_kind(name, data)
-    if kind == "pdf":
-        pages = _parse_pdf(name, data)
-    elif kind == "docx":
-        pages = _parse_docx(name, data)
-    elif kind == "html":
-        pages = _parse_html(_decode_text(data) or "")
-    else:
-        pages = [Page(None, _tidy(_decode_text(data) or ""))]
+    try:
+        kind = sniff_kind(name, data)
+        pages = _parse(name, kind, data, max_seconds)
+    except DocumentError:
+        raise
+    except RecursionError:
+        raise DocumentError(f"{name}: the file is nested too deeply to read here.") from None
+    except MemoryError:
+        raise DocumentError(f"{name}: the file needs more memory to read than this server gives it.") from None
+    except Exception as exc:  # a parser's own failure is this file's problem, never the batch's
+        raise DocumentError(f"{name}: the file could not be read ({type(exc).__name__}).") from None
     pages = [p for p in pages if p.text]
     if not pages:
         raise DocumentError(f"{name}: no text found in this {kind.upper()} file (it is empty).")
     return ParsedDocument(name=name, kind=kind, sha256=content_hash(data), n_bytes=len(data), pages=pages)
+
+
+def _parse(name: str, kind: str, data: bytes, max_seconds: float) -> list[Page]:
+    if kind == "pdf":
+        return _parse_pdf(name, data, max_seconds)
+    if kind == "docx":
+        return _parse_docx(name, data, max_seconds)
+    if kind == "html":
+        return _parse_html(_decode_text(data) or "")
+    return [Page(None, _tidy(_decode_text(data) or ""))]
 
 
 def load_folder(folder, pattern: str = "*.md") -> list[ParsedDocument]:

@@ -22,7 +22,16 @@ import numpy as np
 
 from models.rag.budget import LimitError, Usage
 from models.rag.chunking import Chunk, make_splitter, split_document
-from models.rag.documents import DocumentError, ParsedDocument, content_hash, load_document, load_folder, safe_name
+from models.rag.documents import (
+    PARSE_SECONDS,
+    DocumentError,
+    ParsedDocument,
+    content_hash,
+    load_document,
+    load_folder,
+    safe_name,
+)
+from models.rag.parse_worker import load_isolated
 from models.rag.store import DocumentStore
 
 log = logging.getLogger(__name__)
@@ -74,11 +83,14 @@ def max_upload_bytes(settings) -> int:
 
 
 def parse_files(files: list[tuple[str, bytes]], max_bytes: int, known: Iterable[str] = (),
-                progress: Progress = _noop) -> list[tuple[FileResult, ParsedDocument | None]]:
+                progress: Progress = _noop, max_seconds: float = PARSE_SECONDS,
+                isolate: bool = True) -> list[tuple[FileResult, ParsedDocument | None]]:
     """The parse stage: each file gets a safe name, then is checked against the content hashes in
-    `known` (and earlier files of the batch), the size limit and its parser. A file that fails
-    has a FileResult with its message and no document."""
+    `known` (and earlier files of the batch), the size limit and its parser, within its time
+    budget (in a child process killed when the time is up, unless `isolate` is False). A file
+    that fails has a FileResult with its message and no document."""
     known, out = set(known), []
+    load = load_isolated if isolate else load_document
     for i, (raw_name, data) in enumerate(files):
         name = safe_name(raw_name)  # hostile names (folders, NUL, huge) never reach the page or the store
         progress("parse", i / max(1, len(files)), f"Parsing {name}")
@@ -87,9 +99,14 @@ def parse_files(files: list[tuple[str, bytes]], max_bytes: int, known: Iterable[
             out.append((FileResult(name, "duplicate", "Already in this session (same content); skipped."), None))
             continue
         try:
-            doc = load_document(name, data, max_bytes=max_bytes)
+            doc = load(name, data, max_bytes, max_seconds)
         except DocumentError as exc:
             out.append((FileResult(name, "error", str(exc)), None))
+            continue
+        except Exception as exc:  # never the batch's failure: this file's message, the others go on
+            log.exception("Parsing %s failed", name)
+            out.append((FileResult(name, "error", f"{name}: the file could not be read ({type(exc).__name__})."),
+                        None))
             continue
         known.add(sha)
         out.append((FileResult(name, "added", kind=doc.kind, pages=len(doc.pages)), doc))
@@ -110,7 +127,8 @@ def _ingest(store: DocumentStore, session_id: str, files, splitter, progress: Pr
     held = store.all_documents(session_id)
     known = {d.doc_id for d in held if d.complete}
     start = time.perf_counter()
-    results = parse_files(files, max_upload_bytes(store.settings), known, progress)
+    results = parse_files(files, max_upload_bytes(store.settings), known, progress,
+                          store.settings.parse_time_limit_s)
     report.files = [result for result, _ in results]
     parsed = [(doc, result) for result, doc in results if doc is not None]
     for doc_id in {d.doc_id for d in held if not d.complete} & {doc.sha256 for doc, _ in parsed}:
