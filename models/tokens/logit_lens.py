@@ -23,7 +23,7 @@ from models.chat import encode_chat, user_message
 MAX_PROMPT_TOKENS = 64  # tokens of the student's text; a chat template adds its own around them
 MAX_PROMPT_CHARS = 4_000  # what the tokenizer sees at most, before the cut in tokens
 MAX_TOP_K = 10
-ROWS_PER_PROJECTION = 256  # (rows x vocabulary) logits at a time: 256 x 49,152 floats = 50 MB
+ROWS_PER_PROJECTION = 128  # (rows x vocabulary) logits at a time: 128 x 49,152 floats = 25 MB (measured fastest)
 
 
 @dataclass
@@ -79,16 +79,17 @@ def prompt_ids(tokenizer, prompt: str, as_chat: bool) -> tuple[list[int], list[s
 def _read(logits: torch.Tensor, chosen: torch.Tensor, k: int):
     """Top-k ids and probabilities, and the chosen token's probability and rank, for rows of logits.
 
-    Three passes over the (rows x vocabulary) logits, which cost about as much as computing them:
-    top-k (its first value is the row's maximum), a count of the logits above the chosen one (as
-    bytes: a bool sum widens to int64 and is twice as slow), and exp-sum in place for the softmax
-    denominator (the logits are not needed after it)."""
+    Three passes over the (rows x vocabulary) logits, which together cost about as much as computing
+    them, so each is the fastest exact form measured on one core: top-k; softmax (one fused
+    kernel, twice as fast as logsumexp); and the rank as a count of the logits above the chosen
+    one, done in place as sign(max(logit - chosen, 0)) summed (a bool sum widens to int64 and is
+    several times slower). The rank is counted on logits, not probabilities, which underflow to 0
+    for the far tail."""
     top = logits.topk(k, dim=-1)
+    probs = logits.softmax(dim=-1)
     chosen_logit = logits.gather(-1, chosen[:, None])
-    rank = (logits > chosen_logit).view(torch.uint8).sum(dim=-1, dtype=torch.int32) + 1
-    row_max = top.values[:, :1]
-    log_z = row_max + logits.sub_(row_max).exp_().sum(dim=-1, keepdim=True).log()
-    return top.indices, (top.values - log_z).exp(), (chosen_logit - log_z).exp()[:, 0], rank
+    rank = logits.sub_(chosen_logit).clamp_(min=0).sign_().sum(dim=-1).int() + 1
+    return top.indices, probs.gather(-1, top.indices), probs.gather(-1, chosen[:, None])[:, 0], rank
 
 
 def logit_lens(lm, prompt: str, as_chat: bool = False, top_k: int = 5) -> LogitLens:
@@ -101,7 +102,7 @@ def logit_lens(lm, prompt: str, as_chat: bool = False, top_k: int = 5) -> LogitL
     with torch.inference_mode():
         input_ids = torch.tensor([ids])
         out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), output_hidden_states=True)
-        final = out.logits[0].float()
+        final = out.logits[0].float().clone()  # _read works in place
         chosen = final.argmax(dim=-1)
         n, n_layers = len(ids), len(out.hidden_states)
         # hidden_states[-1] already went through the final norm; the model's own logits stand for it.
