@@ -210,3 +210,26 @@ def test_stream_answer_through_the_service_gives_todays_text_and_closing_it_stop
     finally:
         service.close()
     assert GenerationService(enabled=False).serve(lm) is lm  # batching off: today's path
+
+
+def test_two_students_asking_the_qna_bot_at_once_share_one_batch(lm, registry, settings):
+    from tabs import qna as qna_tab
+
+    service = GenerationService(BatchLimits(max_batch_size=8, max_tokens=8192, join_wait_s=0.5))
+    paris = "Paris is the capital and largest city of France."
+    answers: dict[int, str] = {}
+
+    def ask(index: int, question: str) -> None:
+        answers[index] = qna_tab.answer_text(registry, settings, question, paris, service)
+
+    threads = [threading.Thread(target=ask, args=(i, q))
+               for i, q in enumerate(["What is the capital of France?", "Which city is the largest in France?"])]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert service.batcher(lm.model).max_rows_seen == 2
+    finally:
+        service.close()
+    assert all("Paris" in answers[i] for i in (0, 1))

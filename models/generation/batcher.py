@@ -5,8 +5,8 @@ pass, so one pass over 8 rows costs little more than one over a single row. `gen
 only requests that start together and keeps every row until the longest one ends, and samples all
 rows from one global RNG. transformers' own continuous-batching manager (`init_continuous_batching`,
 paged cache) admits requests while others run, but it has one sampling configuration and one RNG
-per manager (no per-request seed) and was measured slower than this loop on a 2-core CPU
-(bench/batching.py). This module is only the scheduling: the model's own forward pass, its
+per manager (no per-request seed), and on a 2-core CPU it was no faster than this loop
+(bench/batching.py, `engines`). This module is only the scheduling: the model's own forward pass, its
 DynamicCache and attention masks, and transformers' LogitsProcessors (models/generation/sampling.py)
 do the work.
 
