@@ -21,16 +21,18 @@ import gradio as gr
 from models.chat import count_tokens
 from models.chat_history import cap_history
 from models.generation.service import served
+from models.lessons.warmup import Need
 from models.rag import turn as rag_turn
 from models.rag.chain import answer_without_retrieval
 from models.rag.chunking import boundary_preview, make_splitter, size_stats, split_document
 from models.rag.documents import load_folder
 from models.rag.evaluation import CORPUS_DIR, evaluate, load_questions
-from models.rag.ingest import STAGES, ingest, max_upload_bytes, parse_files
+from models.rag.ingest import STAGES, ensure_sample, ingest, max_upload_bytes, parse_files
 from models.rag.store import DocumentStore
 from models.rag.turn import TOP_K, Retrieval
 from tabs import rag_views as views
 from tabs.common import Services, client_address, generation_queue, model_queue, user_errors
+from tabs.handles import Action, Call, TabHandle
 
 STAGE_SPAN = {"parse": (0.0, 0.1), "split": (0.1, 0.2), "embed": (0.2, 0.9), "store": (0.9, 1.0)}
 # A question shares the model's context budget with the retrieved chunks; ~2,000 characters is
@@ -244,7 +246,7 @@ def run_eval(registry, chunk_size, overlap, unit, top_k, progress=gr.Progress())
     return views.eval_summary(report, int(chunk_size), unit), views.eval_rows(report)
 
 
-def build(services: Services, settings) -> None:
+def build(services: Services, settings) -> TabHandle:
     registry, store = services.registry, services.store
     gr.Markdown("Upload documents (or use the bundled sample about transformers), then ask. Your files "
                 "stay private to this browser session and are deleted once it has ended (closed for "
@@ -253,7 +255,7 @@ def build(services: Services, settings) -> None:
         with gr.Column(scale=2):
             files = gr.File(label="Documents: PDF, DOCX, HTML, Markdown or text", file_count="multiple",
                             elem_id="rag-files")
-            with gr.Accordion("Chunking", open=False):
+            with gr.Accordion("Chunking", open=False) as chunking_knobs:
                 chunk_size = gr.Slider(32, 512, value=128, step=16, label="Chunk size")
                 overlap = gr.Slider(0, 128, value=16, step=4, label="Overlap")
                 unit = gr.Radio(["tokens", "characters"], value="tokens", label="Measured in",
@@ -263,7 +265,7 @@ def build(services: Services, settings) -> None:
                 ingest_btn = gr.Button("Index files", variant="primary", elem_id="rag-ingest")
             status = gr.Markdown(elem_id="rag-status")
             report = gr.Dataframe(headers=views.REPORT_HEADERS, label="Ingestion report", interactive=False, wrap=True)
-            with gr.Accordion("Chunk preview", open=False):
+            with gr.Accordion("Chunk preview", open=False) as chunk_preview:
                 preview_table = gr.Dataframe(headers=views.PREVIEW_HEADERS,
                                              interactive=False, wrap=True)
                 boundaries = gr.HighlightedText(label="Chunk boundaries (first file, first page)",
@@ -306,7 +308,7 @@ def build(services: Services, settings) -> None:
         gr.Markdown(f"{len(load_questions())} bundled questions, each with the document and phrase that "
                     "answers it. Uses the chunking and top-k above: change the chunk size and run again.")
         eval_btn = gr.Button("Run evaluation")
-        eval_summary = gr.Markdown()
+        eval_summary = gr.Markdown(elem_id="rag-eval")
         eval_table = gr.Dataframe(headers=views.EVAL_HEADERS, interactive=False, wrap=True)
 
     out = Outputs(report=report, status=status, docs=docs, doc_pick=doc_pick, doc_note=doc_note, chat=chat,
@@ -356,10 +358,21 @@ def build(services: Services, settings) -> None:
     ask_inputs = [question, chat, top_k, threshold, use_mmr, include_sample, compare]
     ask_outputs = [chat, question, standalone, hits, sources, prompt_view, prompt_info, plain]
     compare.change(lambda on: gr.update(visible=on), compare, plain, api_name="rag_compare_toggle", queue=False)
-    ask_btn.click(rag_chat, ask_inputs, ask_outputs, api_name="rag_chat", **generation_queue(settings))
-    question.submit(rag_chat, ask_inputs, ask_outputs, api_name="rag_chat_submit", **generation_queue(settings))
-    clear_btn.click(rag_clear, None, [chat, standalone, sources, plain, prompt_view], api_name="rag_clear",
-                    queue=False)
-    eval_btn.click(rag_eval, [chunk_size, overlap, unit, top_k], [eval_summary, eval_table], api_name="rag_eval",
-                   **model_queue(settings))
+    ask_call = Call(rag_chat, ask_inputs, ask_outputs, generation_queue(settings))
+    clear_call = Call(rag_clear, None, [chat, standalone, sources, plain, prompt_view], {"queue": False})
+    eval_call = Call(rag_eval, [chunk_size, overlap, unit, top_k], [eval_summary, eval_table], model_queue(settings))
+    ask_btn.click(**ask_call.kwargs(), api_name="rag_chat")
+    question.submit(**ask_call.kwargs(), api_name="rag_chat_submit")
+    clear_btn.click(**clear_call.kwargs(), api_name="rag_clear")
+    eval_btn.click(**eval_call.kwargs(), api_name="rag_eval")
     gr.api(rag_ask, api_name="rag_ask", **generation_queue(settings))
+    components = {"question": question, "top_k": top_k, "threshold": threshold, "use_mmr": use_mmr,
+                  "include_sample": include_sample, "compare": compare, "chunk_size": chunk_size, "overlap": overlap,
+                  "unit": unit}
+    actions = {"ask": Action((ask_call,), "Ask", ("chat", "encoder", "rag-sample"), "rag-chat"),
+               "clear": Action((clear_call,), "Clear chat", (), "rag-chat"),
+               "eval": Action((eval_call,), "Run evaluation", ("encoder",), "rag-eval")}
+    sample = Need("rag-sample", "the sample-corpus index",
+                  lambda: ensure_sample(store, CORPUS_DIR, registry.sentence_encoder().tokenizer),
+                  lambda: store.sample_name is not None)
+    return TabHandle("rag", components, actions, advanced=[chunking_knobs, chunk_preview], needs=[sample])
