@@ -16,6 +16,12 @@ take in is decided by models/rag/budget.py. A document is searched only once all
 stored: one whose ingestion was cut short is listed as incomplete (so it can be deleted), never
 searched, and replaced when it is uploaded again.
 
+Search is dense (the chunks' MiniLM vectors), or hybrid: a BM25 keyword index over the same
+stored chunks (models/rag/keyword.py) fused with the dense ranking. The index is built from what
+the collection holds, so every replica reading a Chroma server builds the same one; it is cached
+in `keywords`, an LRU bounded in entries and chunks, under a fingerprint of the session's stored
+chunks, so an upload, delete or reset (here or on another replica) is never searched stale.
+
 Embedded chromadb (1.5) keeps a deleted collection's HNSW index and its file handles until the
 client is closed (chroma-core/chroma#3296): a server that creates and deletes one collection
 per visitor would run out of memory and file descriptors. So deletions are counted, and
@@ -39,6 +45,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 
 from models.rag.budget import Budgets, LimitError, Usage, check_session
 from models.rag.chunking import Chunk
+from models.rag.keyword import KeywordIndex, KeywordIndexCache, chunk_fingerprint, fuse
 from models.sessions import SessionActivity
 from models.similarity import embed
 
@@ -88,6 +95,9 @@ class Hit:
     score: float
     shared: bool  # True for the bundled sample corpus
     embedding: np.ndarray | None = None
+    dense_rank: int | None = None  # rank among the dense candidates (None: not among them)
+    keyword_rank: int | None = None  # rank in the BM25 search (None: no query word in it, or keyword search off)
+    fused: float | None = None  # reciprocal-rank-fusion share, 1.0 = first in both rankings (None: dense only)
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,24 @@ def session_collection_name(session_id: str) -> str:
     return SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()[:40]
 
 
+def _document_infos(metadatas: list[dict] | None) -> list[DocumentInfo]:
+    """The documents a collection's chunk metadata describes, by file name."""
+    docs: dict[str, dict] = {}
+    for meta in metadatas or []:
+        entry = docs.setdefault(meta["doc_id"], {"source": meta["source"], "kind": meta.get("kind", ""),
+                                                  "n_bytes": int(meta.get("bytes", 0)), "chunks": 0,
+                                                  "expected": int(meta.get("doc_chunks", 0)),
+                                                  "pages": set()})
+        entry["chunks"] += 1
+        entry["pages"].add(meta.get("page", 0))
+    # A document whose ingestion was interrupted (process killed between batches) has fewer
+    # chunks than it announced: it is incomplete, so it is neither searched nor skipped as a
+    # duplicate when uploaded again.
+    return [DocumentInfo(doc_id, d["source"], d["kind"], d["n_bytes"], d["chunks"], len(d["pages"]),
+                         d["chunks"] >= d["expected"])
+            for doc_id, d in sorted(docs.items(), key=lambda kv: kv[1]["source"])]
+
+
 def _guarded(method):
     """Run a DocumentStore method as a call in flight (see DocumentStore.recycle_if_idle)."""
     @functools.wraps(method)
@@ -147,6 +175,7 @@ class DocumentStore:
         self.deleted_since_recycle = 0
         self.budgets = Budgets(settings)
         self._write_locks: dict[str, threading.RLock] = {}
+        self.keywords = KeywordIndexCache()  # BM25 indexes of the sessions searched lately
 
     @contextlib.contextmanager
     def writing(self, session_id: str, wait_s: float = WRITE_WAIT_S) -> Iterator[None]:
@@ -231,6 +260,7 @@ class DocumentStore:
     def _delete(self, name: str) -> None:
         self._handles.pop(name, None)
         self._seen.pop(name, None)
+        self.keywords.invalidate(name)
         self.client.delete_collection(name)
         self.deleted_since_recycle += 1
 
@@ -320,23 +350,7 @@ class DocumentStore:
     def all_documents(self, session_id: str) -> list[DocumentInfo]:
         """Every document with chunks in the session, complete or not, by file name."""
         collection = self._existing(session_id)
-        if collection is None:
-            return []
-        got = collection.get(include=["metadatas"])
-        docs: dict[str, dict] = {}
-        for meta in got["metadatas"] or []:
-            entry = docs.setdefault(meta["doc_id"], {"source": meta["source"], "kind": meta.get("kind", ""),
-                                                      "n_bytes": int(meta.get("bytes", 0)), "chunks": 0,
-                                                      "expected": int(meta.get("doc_chunks", 0)),
-                                                      "pages": set()})
-            entry["chunks"] += 1
-            entry["pages"].add(meta.get("page", 0))
-        # A document whose ingestion was interrupted (process killed between batches) has fewer
-        # chunks than it announced: it is incomplete, so it is neither searched nor skipped as a
-        # duplicate when uploaded again.
-        return [DocumentInfo(doc_id, d["source"], d["kind"], d["n_bytes"], d["chunks"], len(d["pages"]),
-                             d["chunks"] >= d["expected"])
-                for doc_id, d in sorted(docs.items(), key=lambda kv: kv[1]["source"])]
+        return [] if collection is None else _document_infos(collection.get(include=["metadatas"])["metadatas"])
 
     def usage(self, session_id: str) -> Usage:
         """What the session holds, incomplete documents included."""
@@ -379,6 +393,7 @@ class DocumentStore:
         extra = {"kind": kind, "bytes": n_bytes, "doc_chunks": len(chunks)}
         with self.writing(session_id):
             self._add(self.collection_for(session_id), chunks, embeddings, extra, batch)
+            self.keywords.invalidate(session_collection_name(session_id))
             self._record_totals(session_id)
 
     @staticmethod
@@ -400,6 +415,7 @@ class DocumentStore:
             ids = collection.get(where={"doc_id": str(doc_id)}, include=[])["ids"]
             if ids:
                 collection.delete(ids=ids)
+                self.keywords.invalidate(collection.name)
                 self._record_totals(session_id)
         return len(ids)
 
@@ -425,16 +441,18 @@ class DocumentStore:
     # ---- retrieval ------------------------------------------------------------------------------
     @_guarded
     def search(self, session_id: str, query: str, k: int = 4, *, include_sample: bool = True,
-               mmr: bool = False, fetch_k: int = 20, lambda_mult: float = 0.5) -> list[Hit]:
-        """Top-k chunks of this session (and the sample corpus), best first; MMR trades some
-        relevance for variety among near-duplicate chunks."""
+               mmr: bool = False, fetch_k: int = 20, lambda_mult: float = 0.5, hybrid: bool = False) -> list[Hit]:
+        """Top-k chunks of this session (and the sample corpus), best first. Hybrid fuses the dense
+        ranking with BM25's (reciprocal rank fusion) over `fetch_k` candidates of each; MMR trades
+        some relevance for variety among near-duplicate chunks."""
         query_vec = self.embed([query])[0]
         own = self._existing(session_id)
-        complete = [d.doc_id for d in self.documents(session_id)] if own is not None else []
+        listing = own.get(include=["metadatas"]) if own is not None else {"ids": [], "metadatas": []}
+        complete = [d.doc_id for d in _document_infos(listing["metadatas"]) if d.complete]
         collections = [(own, False, {"doc_id": {"$in": complete}})] if complete else []  # listed documents only
         if include_sample and self.sample_name:
             collections.append((self._open(self.sample_name), True, None))
-        n_wanted = max(fetch_k, k) if mmr else k
+        n_wanted = max(fetch_k, k) if mmr or hybrid else k
         include = ["documents", "metadatas", "distances"] + (["embeddings"] if mmr else [])
         hits: list[Hit] = []
         for collection, shared, where in collections:
@@ -446,6 +464,11 @@ class DocumentStore:
                 hits.append(Hit(cid, res["documents"][0][i], meta["source"], meta.get("page") or None,
                                 1.0 - float(res["distances"][0][i]), shared, vector))
         hits.sort(key=lambda h: -h.score)
+        for rank, hit in enumerate(hits, 1):
+            hit.dense_rank = rank
+        if hybrid:
+            index = self._keyword_index(listing, complete, [(c, shared) for c, shared, _ in collections])
+            hits = self._fused(hits, index.search(query, n_wanted), query_vec, collections)[:n_wanted]
         if mmr and hits:
             from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
@@ -453,3 +476,48 @@ class DocumentStore:
                                                lambda_mult=lambda_mult, k=k)
             return [hits[i] for i in order]
         return hits[:k]
+
+    def _keyword_index(self, listing: dict, complete: list[str], collections: list) -> KeywordIndex:
+        """The BM25 index over the searchable chunks of these collections, from the cache when the
+        session's stored chunks have not changed since it was built."""
+        if not collections:
+            return KeywordIndex([], [])
+        keep = set(complete)
+        own = [(cid, meta.get("start", 0)) for cid, meta in zip(listing["ids"], listing["metadatas"], strict=True)
+               if meta["doc_id"] in keep]
+        own_ids = [cid for cid, _ in own]
+
+        def build() -> KeywordIndex:
+            ids, texts, labels = [], [], []
+            for collection, shared in collections:
+                got = collection.get(include=["documents"]) if shared else collection.get(ids=own_ids,
+                                                                                         include=["documents"])
+                ids += got["ids"]
+                texts += got["documents"]
+                labels += [collection.name] * len(got["ids"])
+            return KeywordIndex(ids, texts, labels)
+
+        owner = "+".join(collection.name for collection, _ in collections)
+        return self.keywords.get(owner, chunk_fingerprint(own_ids, [start for _, start in own]), build)
+
+    @staticmethod
+    def _fused(dense: list[Hit], keyword: list, query_vec: np.ndarray, collections: list) -> list[Hit]:
+        """Dense hits and BM25 hits fused (RRF), best first; a chunk only BM25 found is read from its
+        collection (text, metadata and vector, for its cosine)."""
+        by_id = {h.id: h for h in dense}
+        for collection, shared, _ in collections:
+            wanted = [h.id for h in keyword if h.label == collection.name and h.id not in by_id]
+            if wanted:
+                got = collection.get(ids=wanted, include=["documents", "metadatas", "embeddings"])
+                for cid, text, meta, vector in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"],
+                                                   strict=True):
+                    vector = np.asarray(vector, dtype=np.float32)
+                    by_id[cid] = Hit(cid, text, meta["source"], meta.get("page") or None,
+                                     float(vector @ query_vec), shared, vector)
+        out = []
+        for item in fuse([h.id for h in dense], [h.id for h in keyword]):
+            hit = by_id.get(item.id)
+            if hit is not None:  # a chunk deleted since the index was built is skipped
+                hit.keyword_rank, hit.fused = item.keyword_rank, item.share
+                out.append(hit)
+        return out
