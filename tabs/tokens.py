@@ -156,7 +156,7 @@ def show_cell(lens, layer, position):
 def select_cell(lens, evt: gr.SelectData):
     """A click on the grid: row = layer (last first), column = position (after the label column)."""
     row, column = evt.index if isinstance(evt.index, (list, tuple)) else (None, None)
-    if lens is None or row is None or not column:
+    if lens is None or row is None or int(row) < 0 or not column or int(column) < 1:  # a header or the label column
         return (gr.skip(),) * 5
     layer, position = views.lens_row_layer(lens, int(row)), int(column) - 1
     return (layer, position, *show_cell(lens, layer, position))
