@@ -34,7 +34,7 @@ for noisy in ("torchao", "torch.utils._pytree", "httpx"):
 
 from models.generation.service import GenerationService  # noqa: E402
 from models.housekeeping import Housekeeper  # noqa: E402
-from tabs import attention, decoding, qna, quantized, rag, tokens  # noqa: E402
+from tabs import attention, decoding, lessons, qna, quantized, rag, tokens  # noqa: E402
 from tabs.common import Services  # noqa: E402
 from tabs.door import Door  # noqa: E402
 
@@ -73,10 +73,20 @@ def build_demo(settings: Settings | None = None, registry: ModelRegistry | None 
     services = create_services(settings, registry)
     with gr.Blocks(title="genai-lab") as demo:
         gr.Markdown(INTRO)
-        with gr.Tabs():
+        bar = lessons.build_bar(settings)  # the lesson bar sits above the tabs it drives
+        handles = []
+        with gr.Tabs() as main_tabs:
             for title, module in TABS:
-                with gr.Tab(title, id=module.__name__.rsplit(".", 1)[-1]):
-                    module.build(services, settings)
+                tab_id = module.__name__.rsplit(".", 1)[-1]
+                with gr.Tab(title, id=tab_id):
+                    handle = module.build(services, settings)
+                if handle is not None:  # what a lesson may fill and press in this tab
+                    if handle.id != tab_id:
+                        raise ValueError(f"The {title!r} tab's handle is named {handle.id!r}, not {tab_id!r}.")
+                    handle.title = title
+                    handles.append(handle)
+        # Lesson files checked against these tabs (mistakes logged and shown), Next/Prev, deep links.
+        demo.lessons = lessons.wire(bar, handles, main_tabs, services, settings, demo)
 
     def end_session(request: gr.Request) -> None:
         rag.end_session(services.store, request)
@@ -98,7 +108,7 @@ def launch_kwargs(settings: Settings, services: Services) -> dict:
         "app_kwargs": {"middleware": [services.door.middleware()]},
         "server_name": settings.host,
         "server_port": settings.port,
-        "css_paths": [ASSETS / "app.css"],
+        "css_paths": [ASSETS / "app.css", ASSETS / "lessons.css"],
         # System fonts: the default theme fetches web fonts, which a classroom offline cannot.
         "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                 font_mono=["ui-monospace", "Consolas", "monospace"]),
@@ -126,4 +136,5 @@ if __name__ == "__main__":
     transformers_logging.disable_progress_bar()  # per-load "Loading weights" bars, not a download
     if SETTINGS.warmup:  # after the page is up, so the first visitor never waits for it
         demo.registry.warm_up()
+        demo.lessons.warm_up(SETTINGS.warmup_lessons)  # GENAI_LAB_WARMUP=all or lesson ids: what they need
     demo.block_thread()
