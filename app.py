@@ -51,8 +51,9 @@ TABS = [
 
 INTRO = (
     "# genai-lab\n"
-    "See how transformers and LLMs work: ask a question, turn the decoding knobs, look at "
-    "attention, chat with documents, and compare a model with its quantized twin. "
+    "See how transformers and LLMs work: turn text into tokens and vectors, ask a question, turn "
+    "the decoding knobs, look at attention, fine-tune a model, chat with documents, and compare "
+    "a model with its quantized twin. "
     "Everything runs on this machine's CPU with small embedded models."
 )
 
