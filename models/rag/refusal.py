@@ -1,0 +1,137 @@
+"""When to say "the documents don't contain the answer": signals, and a rule calibrated on them.
+
+A cosine threshold alone refuses answerable questions whose chunk is phrased differently and
+answers in-domain questions the documents never address. Signals that separate the two:
+
+- `best_sentence`: the best cosine between the question and any sentence of the retrieved chunks
+  (a chunk can be on-topic while no sentence in it answers);
+- `coverage`: the IDF-weighted share of the question's content words found in what the model
+  read (an unanswerable in-domain question usually asks about a word the documents never use:
+  "Wi-Fi password", "gluten-free");
+- `top_cosine` and `fused`: the dense score of the best chunk, and its reciprocal-rank-fusion
+  share (1.0 = first for both the vectors and BM25);
+- the model's own answer: whether it declined, and whether the checker found it supported.
+
+The rule runs in two steps. Before reading, it refuses when nothing in the documents is close
+(`best_sentence` or `coverage` under its floor) -- the model is not asked to guess. After
+reading, a supported answer stands; a declined or unsupported answer becomes the quoted best
+sentence when the evidence is strong (`quote_sentence`, `quote_coverage`), else a refusal. The
+thresholds are chosen by `calibrate` on the calibration split (bench/rag_quality.py --calibrate)
+and shown in the UI with the signals of each turn.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Signals:
+    top_cosine: float = 0.0
+    fused: float | None = None  # None: keyword search was off
+    coverage: float = 0.0
+    best_sentence: float = 0.0
+    model_refused: bool | None = None  # None: the model was not asked
+    supported: bool | None = None  # None: not checked
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "refuse" | "answer" | "quote"
+    reason: str
+
+    @property
+    def refused(self) -> bool:
+        return self.action == "refuse"
+
+
+@dataclass(frozen=True)
+class RefusalRule:
+    """Thresholds of the two-step rule (module docstring); the defaults come from `calibrate`."""
+
+    min_sentence: float = 0.35
+    min_coverage: float = 0.3
+    quote_sentence: float = 0.55
+    quote_coverage: float = 0.6
+
+    def before_reading(self, s: Signals) -> Decision | None:
+        """A refusal when nothing retrieved is close enough to be worth reading, else None."""
+        if s.best_sentence < self.min_sentence:
+            return Decision("refuse", f"best sentence cosine {s.best_sentence:.2f} < {self.min_sentence:.2f}")
+        if s.coverage < self.min_coverage:
+            return Decision("refuse", f"keyword coverage {s.coverage:.2f} < {self.min_coverage:.2f}")
+        return None
+
+    def strong(self, s: Signals) -> bool:
+        return s.best_sentence >= self.quote_sentence and s.coverage >= self.quote_coverage
+
+    def after_reading(self, s: Signals) -> Decision:
+        """What to show once the model answered and the answer was checked."""
+        early = self.before_reading(s)
+        if early is not None:
+            return early
+        if not s.model_refused and s.supported is not False:
+            return Decision("answer", "the model answered and the answer is supported")
+        why = "the model declined" if s.model_refused else "the model's answer is not supported"
+        if self.strong(s):
+            return Decision("quote", f"{why}, but the best sentence is close (cosine {s.best_sentence:.2f}, "
+                                     f"coverage {s.coverage:.2f}): it is quoted")
+        return Decision("refuse", f"{why}, and the evidence is weak")
+
+    def describe(self) -> str:
+        """The rule in one paragraph, for the UI."""
+        return (f"Refuse before asking the model if the best sentence's cosine is under {self.min_sentence:.2f} "
+                f"or the question's keyword coverage is under {self.min_coverage:.2f}. Otherwise keep a supported "
+                f"answer; if the model declines or its answer is unsupported, quote the best sentence when its "
+                f"cosine is at least {self.quote_sentence:.2f} and coverage at least {self.quote_coverage:.2f}, "
+                f"else refuse.")
+
+
+DEFAULT_RULE = RefusalRule()
+OFF = RefusalRule(0.0, 0.0, 2.0, 2.0)  # never refuses on signals (the ablation's "rule off")
+
+
+def outcome(rule: RefusalRule, s: Signals, answerable: bool, right_if_answered: bool,
+            right_if_quoted: bool) -> tuple[bool, bool]:
+    """(refused, right) of a question under `rule`, given what answering or quoting would give."""
+    decision = rule.after_reading(s)
+    if decision.refused:
+        return True, not answerable
+    right = right_if_quoted if decision.action == "quote" else right_if_answered
+    return False, answerable and right
+
+
+def calibrate(records: Iterable[tuple[Signals, bool, bool, bool]], *, min_precision: float = 0.9,
+              grid: dict[str, list[float]] | None = None) -> tuple[RefusalRule, dict]:
+    """The rule with the most right outcomes on `records` (signals, answerable, right if answered,
+    right if quoted) among those whose refusal precision is at least `min_precision`; ties go to
+    the rule refusing least. Returns (rule, its figures)."""
+    records = list(records)
+    grid = grid or {"min_sentence": [0.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45],
+                    "min_coverage": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+                    "quote_sentence": [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 2.0],
+                    "quote_coverage": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0]}
+    best, best_key, best_figures = None, None, {}
+    n_unanswerable = sum(not a for _, a, _, _ in records) or 1
+    for values in itertools.product(*grid.values()):
+        rule = RefusalRule(**dict(zip(grid, values, strict=True)))
+        results = [outcome(rule, s, a, ra, rq) for s, a, ra, rq in records]
+        refused = [(r, a) for (r, _), (_, a, _, _) in zip(results, records, strict=True) if r]
+        precision = sum(not a for _, a in refused) / len(refused) if refused else 1.0
+        if precision < min_precision:
+            continue
+        right = sum(ok for _, ok in results)
+        key = (right, -len(refused))
+        if best_key is None or key > best_key:
+            best, best_key = rule, key
+            best_figures = {"right": right, "of": len(records), "refused": len(refused),
+                            "refusal_precision": round(precision, 3),
+                            "refusal_recall": round(sum(not a for _, a in refused) / n_unanswerable, 3)}
+    if best is None:
+        raise ValueError("No rule in the grid reaches the required refusal precision.")
+    return best, best_figures

@@ -1,0 +1,172 @@
+"""Answers checked against their sources, sentence by sentence.
+
+Each answer sentence (a claim) is compared with every sentence of the retrieved chunks. It is
+supported when
+
+1. a retrieved sentence says much the same (MiniLM cosine >= `min_similarity`), or the claim's
+   content words all occur around that sentence (a short answer such as "24 beds" has a low cosine to
+   the long sentence it was copied from); and
+2. its names, numbers, dates, codes and units all appear in the sentence it cites or the sentences
+   beside it in that chunk (so they are in the cited chunk, and in the same place). A number must
+   come with the same unit ("13 hours" is not supported by "13 minutes").
+
+An unsupported claim keeps its best source sentence, which is quoted in its place. Data only:
+tabs/rag_views.py draws the marks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.rag.keyword import content_words
+from models.rag.reader import Context, Sentence, chunk_sentences
+from models.similarity import embed, split_sentences
+
+MIN_SIMILARITY = 0.6  # calibrated: see bench/rag_quality.py
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+UNITS = {"second", "minute", "hour", "day", "week", "month", "year", "mm", "cm", "m", "km", "metre", "meter",
+         "mile", "g", "kg", "gram", "kilogram", "tonne", "ml", "l", "litre", "liter", "w", "kw", "watt", "v",
+         "volt", "db", "p", "pence", "pound", "euro", "dollar", "percent", "%", "£", "$", "€", "c", "f",
+         "degree", "time", "night", "item", "page", "bag", "bed", "seat", "people", "person", "member"}
+_WORD = re.compile(r"[A-Za-z][\w'-]*|\d(?:[\w,:.-]*\w)?|[£$€%]")
+
+
+@dataclass
+class Claim:
+    """One answer sentence and what the check found."""
+
+    text: str
+    supported: bool
+    evidence: Sentence | None  # the retrieved sentence that best supports it
+    similarity: float  # its cosine to that sentence
+    cites: list[int] = field(default_factory=list)  # 1-based chunk numbers it cites
+    missing: list[str] = field(default_factory=list)  # names/numbers/units found in none of the chunks
+    reason: str = ""
+    fits: bool = False  # its names, numbers and units are all around its evidence sentence
+    lexical: bool = False  # its content words are all around its evidence sentence
+
+
+@dataclass
+class Verification:
+    claims: list[Claim]
+
+    @property
+    def supported(self) -> bool:
+        """True when every claim is supported (and there is at least one)."""
+        return bool(self.claims) and all(c.supported for c in self.claims)
+
+    @property
+    def unsupported(self) -> list[Claim]:
+        return [c for c in self.claims if not c.supported]
+
+
+def _number_key(token: str) -> str:
+    """'£4,310' -> '4310', '8.30' -> '8:30', 'three' -> '3'."""
+    token = token.lower().strip("£$€% ").rstrip(".,:;-")
+    token = NUMBER_WORDS.get(token, token)
+    token = re.sub(r"(?<=\d),(?=\d{3}\b)", "", token)
+    return token.replace(".", ":")
+
+
+def _unit(word: str) -> str:
+    word = word.lower().rstrip(".,;")
+    return word[:-1] if len(word) > 2 and word.endswith("s") else word
+
+
+def facts(text: str) -> dict[str, set]:
+    """The checkable facts of a text: numbers (normalised), number+unit pairs, names and codes."""
+    words = _WORD.findall(text or "")
+    numbers, pairs, names = set(), set(), set()
+    for i, word in enumerate(words):
+        lower = word.lower()
+        if word in "£$€%":
+            continue
+        if word[0].isdigit() or lower in NUMBER_WORDS:
+            key = _number_key(word)
+            numbers.add(key)
+            if i and words[i - 1] in "£$€":
+                pairs.add((key, words[i - 1]))
+            nxt = _unit(words[i + 1]) if i + 1 < len(words) else ""
+            if nxt in UNITS and ":" not in key:  # a clock time ("18:30 hours") has no unit to mismatch
+                pairs.add((key, nxt))
+        elif word[0].isupper() or re.search(r"\d", word):
+            names.add(lower.strip("'"))
+    return {"numbers": numbers, "pairs": pairs, "names": names}
+
+
+def claim_facts(sentence: str) -> dict[str, set]:
+    """`facts` of an answer sentence. Its first word is capitalised anyway, so it counts as a name
+    only when it holds a digit (a code such as 'E01'); a name that starts the sentence is usually
+    followed by a surname, which is checked."""
+    found = facts(sentence)
+    first = (_WORD.findall(sentence) or [""])[0]
+    if first and not re.search(r"\d", first):
+        found["names"].discard(first.lower().strip("'"))
+    return found
+
+
+def missing_facts(claim: str, source: str) -> list[str]:
+    """The claim's names, numbers and number+unit pairs that `source` lacks."""
+    want, have = claim_facts(claim), facts(source)
+    source_words = {w.lower().strip("'") for w in _WORD.findall(source)}
+    missing = [n for n in sorted(want["numbers"]) if n not in have["numbers"]]
+    missing += [f"{u}{n}" if u in "£$€" else f"{n} {u}" for n, u in sorted(want["pairs"])
+                if n in have["numbers"] and (n, u) not in have["pairs"]]
+    missing += [name for name in sorted(want["names"]) if name not in source_words]
+    return missing
+
+
+def _neighbourhood(context: Context, i: int) -> str:
+    """Sentence i of the context with its neighbours in the same chunk."""
+    s = context.sentences[i]
+    return " ".join(t.text for t in context.sentences
+                    if t.chunk == s.chunk and abs(t.position - s.position) <= 1)
+
+
+def verify(encoder, answer: str, context: Context, *, min_similarity: float = MIN_SIMILARITY) -> Verification:
+    """Check every sentence of `answer` against the scored sentences of the retrieved chunks.
+
+    A claim's evidence is the most similar retrieved sentence whose neighbourhood (itself and the
+    sentences beside it in its chunk) holds every name, number and unit of the claim; the claim is
+    supported when that sentence is close enough (cosine, or all its content words). Without such
+    a sentence it is unsupported, and its evidence is simply the most similar sentence."""
+    claims_text = split_sentences(answer or "")
+    if not claims_text:
+        return Verification([])
+    if not context.sentences:
+        return Verification([Claim(c, False, None, 0.0, reason="nothing was retrieved") for c in claims_text])
+    sims = embed(encoder, claims_text) @ np.asarray(context.vectors).T
+    claims = []
+    for text, row in zip(claims_text, sims, strict=True):
+        order = [int(i) for i in np.argsort(-row, kind="stable")]
+        words = set(content_words(text))
+        fitting = next((i for i in order if not missing_facts(text, _neighbourhood(context, i))), None)
+        best = order[0] if fitting is None else fitting
+        evidence, similarity = context.sentences[best], float(row[best])
+        lexical = bool(words) and words <= set(content_words(_neighbourhood(context, best)))
+        if fitting is None:
+            everywhere = " ".join(t.text for t in context.sentences)
+            missing = missing_facts(text, everywhere) or missing_facts(text, _neighbourhood(context, best))
+            reason = f"not in the sources: {', '.join(missing)}"
+        elif similarity < min_similarity and not lexical:
+            missing, reason = [], f"no retrieved sentence says this (best cosine {similarity:.2f})"
+        else:
+            missing, reason = [], ""
+        claims.append(Claim(text, not reason, evidence, similarity, [evidence.chunk + 1], missing, reason,
+                            fitting is not None, lexical))
+    return Verification(claims)
+
+
+def best_quote(context: Context, claim: Claim | None = None) -> Sentence | None:
+    """The sentence to quote instead of an unsupported claim: its own best evidence, else the
+    sentence closest to the question."""
+    if claim is not None and claim.evidence is not None:
+        return claim.evidence
+    return context.best
+
+
+__all__ = ["Claim", "Verification", "verify", "best_quote", "facts", "missing_facts", "chunk_sentences"]

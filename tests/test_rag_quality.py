@@ -1,0 +1,204 @@
+"""Document chat quality (issue 18): hybrid retrieval, the measured refusal rule, the small reader's
+context and decoding, and answers checked against their sources."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.rag import keyword, quality, reader, refusal, verify
+from models.rag.keyword import KeywordIndex, KeywordIndexCache, reciprocal_rank_fusion
+
+HANDBOOK = ("The station has 24 beds in four cabins. Bedding is provided, but visitors must bring their own "
+            "towels. Breakfast is served in the Long Hall from 7:30 to 8:30, and the evening meal at 18:30.")
+
+
+@pytest.fixture(scope="module")
+def encoder(registry):
+    return registry.sentence_encoder()
+
+
+# ---- keyword search and fusion -------------------------------------------------------------------
+def test_bm25_finds_a_rare_code_and_idf_weights_rare_words():
+    index = KeywordIndex(["a", "b", "c"], ["Spare keys for the van hang in locker QJ-4471.",
+                                           "The van is parked behind the boathouse.",
+                                           "Keys to the boathouse are at reception."])
+    assert [h.id for h in index.search("Where is QJ-4471?")] == ["a"]
+    assert index.search("zebra") == [] and KeywordIndex([], []).search("anything") == []
+    # "van" is in two chunks, "qj"/"4471" in one: the rare words weigh more
+    assert index.coverage("Which van is QJ-4471?", "QJ-4471") > index.coverage("Which van is QJ-4471?", "the van")
+    assert keyword.content_words("How many towels do I need?") == ["towel", "need"]
+
+
+def test_reciprocal_rank_fusion_rewards_agreement():
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "a"]])
+    assert [i for i, _ in fused] == ["a", "c", "b"]
+    assert keyword.fused_share(fused[0][1]) < 1.0
+    assert keyword.fused_share(reciprocal_rank_fusion([["x"], ["x"]])[0][1]) == pytest.approx(1.0)
+
+
+def test_keyword_cache_is_bounded_and_replaces_stale_versions():
+    cache = KeywordIndexCache(max_entries=2, max_chunks=10)
+    build = lambda n: (lambda: KeywordIndex([str(i) for i in range(n)], ["word"] * n))  # noqa: E731
+    first = cache.get("session-a", "v1", build(3))
+    assert cache.get("session-a", "v1", build(3)) is first and cache.builds == 1
+    cache.get("session-a", "v2", build(3))  # a new fingerprint (an upload): the old version goes
+    assert len(cache) == 1 and cache.builds == 2
+    cache.get("session-b+sample-x", "v1", build(4))
+    cache.get("session-c", "v1", build(5))  # over max_entries and max_chunks: the oldest go
+    assert len(cache) == 2
+    cache.invalidate("sample-x")
+    assert len(cache) == 1
+
+
+# ---- the reader ----------------------------------------------------------------------------------
+def test_the_reader_reads_the_best_sentences_with_their_neighbours(encoder):
+    other = "# Safety\n\nLife jackets are compulsory. Swimming is only allowed at Pebble Beach."
+    context = reader.build_context(encoder, "What time is the evening meal served?", [other, HANDBOOK],
+                                   reader.Reading(sentences=1, window=1))
+    assert context.best.text.startswith("Breakfast is served") and context.best.chunk == 1
+    assert context.passages == [(2, "Bedding is provided, but visitors must bring their own towels. "
+                                    "Breakfast is served in the Long Hall from 7:30 to 8:30, and the evening "
+                                    "meal at 18:30.")]
+    whole = reader.build_context(encoder, "meal", [other], reader.Reading(sentence_window=False))
+    assert whole.passages == [(1, "Safety\n\nLife jackets are compulsory. Swimming is only allowed at Pebble Beach.")]
+
+
+def test_decoding_stops_at_the_first_complete_answer():
+    assert reader.first_answer("The meal is at 18:30. The meal is at 18:30. The") == ("The meal is at 18:30.", True)
+    assert reader.first_answer("Dr. Ines Varga runs it") == ("Dr. Ines Varga runs it", False)
+    assert reader.first_answer("1. Pebble Beach\n2. The lake") == ("1. Pebble Beach", True)
+    assert reader.first_answer("It costs £2.50 per") == ("It costs £2.50 per", False)
+    assert reader.tidy("The passage states: **Pebble Beach**") == "Pebble Beach"
+    assert reader.tidy("1. towels") == "Towels"
+    assert reader.model_refused("The passage does not mention a Wi-Fi password.")
+    assert reader.model_refused("I don't know.") and not reader.model_refused("At 18:30.")
+
+
+# ---- answers checked against their sources -------------------------------------------------------
+def test_a_number_absent_from_the_sources_is_flagged(encoder):
+    question = "How many beds does the station have?"
+    context = reader.build_context(encoder, question, [HANDBOOK])
+    good = verify.verify(encoder, "The station has 24 beds.", context)
+    assert good.supported and good.claims[0].cites == [1]
+    bad = verify.verify(encoder, "The station has 42 beds.", context)
+    assert not bad.supported and bad.claims[0].missing == ["42"]
+    assert "24 beds" in bad.claims[0].evidence.text  # what is quoted instead
+    unit = verify.verify(encoder, "The evening meal is at 18:30 hours.", context)
+    assert unit.supported  # "hours" after a clock time is no unit mismatch
+    assert verify.missing_facts("It takes 58 hours.", "It bakes in 58 minutes.") == ["58 hour"]
+    assert verify.missing_facts("The warden is John Smith.", HANDBOOK) == ["john", "smith"]
+    assert verify.missing_facts("Four cabins, £4310.", "4 cabins cost £4,310") == []
+
+
+# ---- the refusal rule ----------------------------------------------------------------------------
+def test_the_refusal_rule_refuses_quotes_and_answers():
+    rule = refusal.RefusalRule(min_sentence=0.3, min_coverage=0.3, quote_sentence=0.6, quote_coverage=0.8)
+    weak = refusal.Signals(best_sentence=0.2, coverage=1.0)
+    assert rule.before_reading(weak).refused and "0.20" in rule.before_reading(weak).reason
+    assert rule.before_reading(refusal.Signals(best_sentence=0.5, coverage=0.1)).refused
+    close = refusal.Signals(best_sentence=0.7, coverage=0.9)
+    assert rule.before_reading(close) is None
+    assert rule.after_reading(refusal.Signals(0.5, None, 0.9, 0.7, False, True)).action == "answer"
+    assert rule.after_reading(refusal.Signals(0.5, None, 0.9, 0.7, True, None)).action == "quote"
+    assert rule.after_reading(refusal.Signals(0.5, None, 0.5, 0.5, False, False)).action == "refuse"
+    assert "0.30" in rule.describe()
+
+
+def test_calibration_picks_the_rule_with_the_most_right_outcomes():
+    S = refusal.Signals
+    records = [(S(best_sentence=0.7, coverage=1.0, model_refused=False, supported=True), True, True, True),
+               (S(best_sentence=0.6, coverage=0.9, model_refused=True), True, False, True),
+               (S(best_sentence=0.5, coverage=0.2, model_refused=False, supported=True), False, False, False),
+               (S(best_sentence=0.2, coverage=0.5, model_refused=False, supported=False), False, False, False)]
+    rule, figures = refusal.calibrate(records)
+    assert figures["right"] == 4 and figures["refusal_precision"] == 1.0 and figures["refusal_recall"] == 1.0
+    assert rule.after_reading(records[1][0]).action == "quote"
+
+
+# ---- the evaluation set and its scoring ----------------------------------------------------------
+def test_the_bundled_eval_set_is_large_enough_and_consistent():
+    files, questions = quality.load_set()
+    kinds = {q.kind for q in questions}
+    assert len(files) >= 4 and {"handbook", "product manual", "meeting minutes", "FAQ"} <= kinds
+    assert len(questions) >= 60 and sum(not q.answerable for q in questions) >= 15
+    for split in quality.SPLITS:
+        assert {q.split for q in quality.load_set(split)[1]} == {split}
+    texts = {name: data.decode() for name, data in files}
+    for q in questions:
+        if q.answerable:
+            assert quality.contains_answer(q.evidence, q.answers), q
+            assert quality._norm(q.evidence) in quality._norm(texts[q.document]), q
+
+
+def test_answers_are_scored_by_whole_words_and_refusals_count():
+    q = quality.QualityQuestion("How many beds?", "h.md", ("24",), "24 beds", "heldout", "handbook")
+    none = quality.QualityQuestion("Wi-Fi password?", "h.md", (), "", "heldout", "handbook")
+    no = "The documents don't contain the answer to this question."
+    hit = {"answer": "It has 24 beds. [1]", "retrieved": [{"file": "h.md", "text": "We have 24 beds."}],
+           "supported": True}
+    assert quality.score(q, hit, no).right and quality.score(q, hit, no).rank == 1
+    assert not quality.score(q, {**hit, "answer": "It has 124 beds."}, no).right
+    assert quality.score(none, {**hit, "answer": no}, no).right
+    assert quality.score(none, {**hit, "answer": "I don't know."}, no).refused
+    summary = quality.summarize([quality.score(q, hit, no), quality.score(none, hit, no)], k=4)
+    assert summary["answer_accuracy"] == 1.0 and summary["refusal_recall"] == 0.0
+    assert summary["unanswerable_shown_supported"] == 1
+
+
+# ---- hybrid retrieval in the store ----------------------------------------------------------------
+STORAGE_ITEMS = ["spare van keys", "first-aid refills", "printer toner", "winter tyres", "the projector",
+                 "old invoices", "the drone batteries", "guest towels", "paint and brushes", "camping stoves",
+                 "the label printer", "fire blankets"]
+CODES = ["KT-2209", "MV-5130", "QJ-4471", "RB-7782", "ZL-3316", "HX-9054", "PC-1187", "WN-6623", "DF-4490",
+         "SG-8815", "TY-0372", "LB-5568"]
+
+
+@pytest.fixture(scope="module")
+def hybrid_store(settings, registry, tmp_path_factory, encoder):
+    """A store of its own with twelve near-identical chunks that differ by a code and an item."""
+    from dataclasses import replace
+
+    from models.rag.chunking import make_splitter
+    from models.rag.ingest import ingest
+    from models.rag.store import DocumentStore
+
+    store = DocumentStore(replace(settings, data_dir=tmp_path_factory.mktemp("hybrid")), registry.sentence_encoder)
+    pairs = enumerate(zip(CODES, STORAGE_ITEMS, strict=True))
+    text = "\n\n".join(f"Storage room notes, shelf {i + 1}.\n\nCabinet {code} in the storage room holds {item}; "
+                       "ask the office for the key." for i, (code, item) in pairs)
+    splitter = make_splitter(32, 0, "tokens", encoder.tokenizer)
+    report = ingest(store, "cabinets", [("storage.md", text.encode())], splitter)
+    assert report.chunks_added == 12
+    return store
+
+
+def test_a_keyword_only_fact_is_found_by_the_hybrid_search(hybrid_store):
+    question = "What does cabinet QJ-4471 hold?"
+    dense = hybrid_store.search("cabinets", question, 12, include_sample=False)
+    dense_rank = next(r for r, h in enumerate(dense, 1) if "QJ-4471" in h.text)
+    assert dense_rank > 4  # the vectors barely see the code: it is not among the top 4
+    hybrid = hybrid_store.search("cabinets", question, 4, include_sample=False, hybrid=True)
+    assert "QJ-4471" in hybrid[0].text
+    assert hybrid[0].keyword_rank == 1 and hybrid[0].dense_rank == dense_rank and 0 < hybrid[0].fused <= 1
+    assert all(h.score == pytest.approx(d.score, abs=1e-4) for h in hybrid for d in dense if d.id == h.id)
+    assert [h.keyword_rank for h in dense] == [None] * len(dense)  # dense-only search carries no keyword ranks
+
+
+def test_the_keyword_index_is_cached_per_session_and_rebuilt_after_a_change(hybrid_store, encoder):
+    from models.rag.chunking import make_splitter
+    from models.rag.ingest import ingest
+
+    hybrid_store.search("cabinets", "cabinet QJ-4471", 2, include_sample=False, hybrid=True)
+    builds = hybrid_store.keywords.builds
+    hybrid_store.search("cabinets", "Which cabinet holds the winter tyres?", 2, include_sample=False, hybrid=True)
+    assert hybrid_store.keywords.builds == builds  # unchanged chunks: the cached index
+    splitter = make_splitter(32, 0, "tokens", encoder.tokenizer)
+    ingest(hybrid_store, "cabinets", [("extra.txt", b"Cabinet XR-9001 holds the snow chains.")], splitter)
+    found = hybrid_store.search("cabinets", "What does cabinet XR-9001 hold?", 1, include_sample=False, hybrid=True)
+    assert "XR-9001" in found[0].text and hybrid_store.keywords.builds == builds + 1
+    doc_id = next(d.doc_id for d in hybrid_store.documents("cabinets") if d.source == "extra.txt")
+    hybrid_store.delete_document("cabinets", doc_id)
+    after = hybrid_store.search("cabinets", "What does cabinet XR-9001 hold?", 4, include_sample=False, hybrid=True)
+    assert all("XR-9001" not in h.text for h in after) and hybrid_store.keywords.builds == builds + 2
+    # another session never sees these chunks, by keyword either
+    assert hybrid_store.search("someone-else", "cabinet QJ-4471", 4, include_sample=False, hybrid=True) == []
