@@ -9,6 +9,7 @@ from __future__ import annotations
 from models.rag.chain import RagTurn
 from models.rag.citations import CitedAnswer
 from models.rag.evaluation import EvalReport
+from models.rag.grounded import GroundedTurn
 from models.rag.ingest import IngestReport
 from models.rag.store import DocumentInfo
 from tabs.common import escape
@@ -16,7 +17,7 @@ from tabs.common import escape
 REPORT_HEADERS = ["file", "status", "kind", "pages", "chunks", "message"]
 PREVIEW_HEADERS = ["file", "chunks", "mean size", "max size", "note"]
 DOC_HEADERS = ["file", "kind", "chunks", "pages", "KB", "id"]
-HIT_HEADERS = ["rank", "score", "used", "file", "page", "chunk"]
+HIT_HEADERS = ["rank", "cosine", "dense rank", "keyword rank", "fused", "used", "file", "page", "chunk"]
 EVAL_HEADERS = ["question", "document", "rank", "top source"]
 NO_CHUNK_HTML = "<div class='rag-sources'><em>No chunk passed the threshold.</em></div>"
 
@@ -47,8 +48,54 @@ def sources_html(cited: CitedAnswer, show_uncited: bool = True) -> str:
 
 
 def turn_sources_html(turn: RagTurn) -> str:
-    """The sources panel of a finished turn (or why there is none)."""
-    return sources_html(turn.cited) if turn.cited else NO_CHUNK_HTML
+    """The sources panel of a finished turn (or why there is none), after the answer's check and the
+    refusal rule's signals for a grounded turn."""
+    checks = checks_html(turn) if isinstance(turn, GroundedTurn) else ""
+    return checks + (sources_html(turn.cited) if turn.cited else NO_CHUNK_HTML)
+
+
+SIGNAL_NAMES = {"best_sentence": "best sentence cosine", "coverage": "keyword coverage (IDF-weighted)",
+                "top_cosine": "best chunk cosine", "fused": "fused rank share (1 = first in both)",
+                "model_refused": "the model declined", "supported": "answer supported"}
+
+
+def checks_html(turn: GroundedTurn) -> str:
+    """The answer check (a mark per claim), the decision with its reason, the signals and the rule."""
+    parts = []
+    if turn.decision is not None:
+        parts.append(f"<div class='rag-decision rag-{escape(turn.decision.action)}'><b>Decision: "
+                     f"{escape(turn.decision.action)}</b> — {escape(turn.decision.reason)}</div>")
+    claims = turn.verification.claims if turn.verification else []
+    if claims:
+        items = []
+        for c in claims:
+            mark = ("<span class='rag-mark rag-supported'>✓ supported</span>" if c.supported else
+                    "<span class='rag-mark rag-unsupported'>✗ unsupported</span>")
+            where = f" [{c.cites[0]}] “{escape(c.evidence.text)}”" if c.evidence is not None else ""
+            why = f" — {escape(c.reason)}" if c.reason else ""
+            items.append(f"<li class='rag-claim'>{mark} “{escape(c.text)}”{why}<br><small>closest source "
+                         f"sentence (cosine {c.similarity:.2f}):{where}</small></li>")
+        parts.append("<div class='rag-check'><b>Answer checked against the sources</b><ul>" + "".join(items)
+                     + "</ul></div>")
+    if turn.quote is not None:
+        parts.append(f"<div class='rag-quote'>Quoted instead: [{turn.quote.chunk + 1}] “{escape(turn.quote.text)}”"
+                     "</div>")
+    if turn.signals is not None:
+        rows = "".join(f"<tr><td>{escape(SIGNAL_NAMES.get(k, k))}</td><td>{escape(_fmt(v))}</td></tr>"
+                       for k, v in turn.signals.as_dict().items())
+        rule = f"<p class='rag-rule'>{escape(turn.rule.describe())}</p>" if turn.rule is not None else \
+            "<p class='rag-rule'>No refusal rule: only the cosine threshold refuses.</p>"
+        parts.append("<details class='rag-signals'><summary>Refusal signals and rule</summary>"
+                     f"<table>{rows}</table>{rule}</details>")
+    return "<div class='rag-checks'>" + "".join(parts) + "</div>" if parts else ""
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def standalone_note(turn: RagTurn) -> str:
@@ -56,15 +103,17 @@ def standalone_note(turn: RagTurn) -> str:
 
 
 def hit_rows(turn: RagTurn, threshold: float) -> list[list]:
-    """One row per retrieved chunk: rank, score, whether it was used (or why not), where, a snippet."""
+    """One row per retrieved chunk: rank, cosine, its rank in the dense and the keyword (BM25) search
+    and the fused share, whether it was used (or why not), where, a snippet."""
     used, cut = {h.id for h in turn.used}, {h.id for h in turn.cut}
     rows = []
     for rank, h in enumerate(turn.hits, 1):
         state = "yes" if h.id in used else ("cut (no room)" if h.id in cut else
                                             ("below threshold" if h.score < threshold else "no"))
         snippet = h.text[:160] + ("…" if len(h.text) > 160 else "")
-        rows.append([rank, round(h.score, 3), state, h.source + (" (sample)" if h.shared else ""),
-                     h.page or "", snippet])
+        rows.append([rank, round(h.score, 3), h.dense_rank or "—", h.keyword_rank or "—",
+                     "—" if h.fused is None else round(h.fused, 3), state,
+                     h.source + (" (sample)" if h.shared else ""), h.page or "", snippet])
     return rows
 
 

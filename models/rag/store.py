@@ -477,6 +477,18 @@ class DocumentStore:
             return [hits[i] for i in order]
         return hits[:k]
 
+    @_guarded
+    def keyword_index(self, session_id: str, include_sample: bool = True) -> KeywordIndex:
+        """The BM25 index search(hybrid=True) uses for this session (its IDF weighs the refusal
+        rule's keyword coverage)."""
+        own = self._existing(session_id)
+        listing = own.get(include=["metadatas"]) if own is not None else {"ids": [], "metadatas": []}
+        complete = [d.doc_id for d in _document_infos(listing["metadatas"]) if d.complete]
+        collections = [(own, False)] if complete else []
+        if include_sample and self.sample_name:
+            collections.append((self._open(self.sample_name), True))
+        return self._keyword_index(listing, complete, collections)
+
     def _keyword_index(self, listing: dict, complete: list[str], collections: list) -> KeywordIndex:
         """The BM25 index over the searchable chunks of these collections, from the cache when the
         session's stored chunks have not changed since it was built."""
