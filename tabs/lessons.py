@@ -23,7 +23,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from models.lessons.catalogue import BOOL, CHOICE, CHOICES, NUMBER, TEXT, Catalogue, Field, TabSpec
+from models.lessons.catalogue import BOOL, CHOICE, CHOICES, EMPTY, NUMBER, TEXT, Catalogue, Field, TabSpec
 from models.lessons.course import Course, load_course
 from models.lessons.presenter import class_link, key_matches, read_link
 from models.lessons.warmup import Need, Warmup
@@ -55,6 +55,8 @@ def field_of(name: str, component) -> Field | None:
                      custom=bool(getattr(component, "allow_custom_value", False)))
     if isinstance(component, gr.Textbox):
         return Field(name, TEXT, max_length=component.max_length)
+    if isinstance(component, gr.Chatbot):
+        return Field(name, EMPTY)
     return None
 
 
@@ -205,7 +207,7 @@ class Lessons:
             return {self.bar.status: "Pick a lesson first."}
         current = position.get("step", 0)
         if delta > 0 and current >= len(lesson.steps):
-            return {self.bar.status: "🏁 That was the last step. Pick another lesson, or ◀ Prev to go back."}
+            return {self.bar.status: "■ That was the last step. Pick another lesson, or ◀ Prev to go back."}
         number = max(0, min(current + delta, len(lesson.steps)))
         if number == 0:
             return self.intro(lesson)
@@ -228,7 +230,7 @@ class Lessons:
         updates = {self.bar.picker: gr.Dropdown(choices=choices, value=link.lesson),
                    self.bar.problems: gr.Markdown(text, visible=bool(text)), self.bar.presenter: link.presenter}
         if link.problem:
-            updates[self.bar.status] = f"⚠️ {link.problem}"
+            updates[self.bar.status] = f"⚠ {link.problem}"
         lesson = self.course.lessons.get(link.lesson)
         if lesson:
             updates.update(self.step_updates(lesson, link.step, instructor) if link.step else self.intro(lesson))
@@ -280,10 +282,10 @@ class Lessons:
 
     def unlock(self, key) -> dict:
         if key_matches(self.settings.instructor_key, key):
-            note = "🔑 Lesson steps you run go to the **instructor lane**, ahead of the class's queue."
+            note = "✓ Lesson steps you run go to the **instructor lane**, ahead of the class's queue."
             return {self.bar.instructor: True, self.bar.lane_note: note, self.bar.key: ""}
         time.sleep(WRONG_KEY_DELAY_S)
-        return {self.bar.instructor: False, self.bar.lane_note: "⚠️ That is not the instructor key.",
+        return {self.bar.instructor: False, self.bar.lane_note: "⚠ That is not the instructor key.",
                 self.bar.key: ""}
 
     def warm_up(self, names) -> None:

@@ -13,7 +13,8 @@ from models.lessons.presenter import ClassLink, step_query
 from models.lessons.warmup import COLD, FAILED, LOADING, QUEUED, READY
 from tabs.common import escape
 
-MARKS = {READY: "✅", LOADING: "⏳", QUEUED: "⏳", COLD: "○", FAILED: "⚠️"}
+# Symbols every system font has (the projector's browser may have no emoji font).
+MARKS = {READY: "✓", LOADING: "◐", QUEUED: "◐", COLD: "○", FAILED: "⚠"}
 
 
 def readiness_text(states: list[tuple[str, str]]) -> str:
@@ -43,7 +44,7 @@ def counter_markdown(lesson: Lesson, number: int, readiness: str, presenter: boo
 
 def status_running(label: str, tab_title: str, lane: bool) -> str:
     where = " (instructor lane)" if lane else ""
-    return f"⏳ Running **{label}** in *{tab_title}*{where}…"
+    return f"◐ Running **{label}** in *{tab_title}*{where}…"
 
 
 def status_done(seconds: float) -> str:
@@ -51,14 +52,14 @@ def status_done(seconds: float) -> str:
 
 
 def status_failed(label: str) -> str:
-    return f"⚠️ **{label}** did not finish (its message is shown above); press **Run step** to try again."
+    return f"⚠ **{label}** did not finish (its message is shown above); press **Run step** to try again."
 
 
 def problems_markdown(problems: list[Problem]) -> str:
     if not problems:
         return ""
     files = sorted({p.file for p in problems})
-    lines = [f"⚠️ **{len(files)} lesson file(s) could not be used** — fix them and restart the app:"]
+    lines = [f"⚠ **{len(files)} lesson file(s) could not be used** — fix them and restart the app:"]
     lines += [f"- `{p.file}`" + (f", step {p.step}" if p.step else "") + f": {p.message}" for p in problems[:20]]
     if len(problems) > 20:
         lines.append(f"- … and {len(problems) - 20} more (see the start-up log)")

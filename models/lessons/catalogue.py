@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from models.lessons.lesson import Lesson, Problem, Step
 
-TEXT, NUMBER, BOOL, CHOICE, CHOICES = "text", "number", "bool", "choice", "choices"
+TEXT, NUMBER, BOOL, CHOICE, CHOICES, EMPTY = "text", "number", "bool", "choice", "choices", "empty"
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Field:
     """A component a step may fill: its kind and the values it accepts."""
 
     name: str
-    kind: str  # text | number | bool | choice (one of choices) | choices (a list of them)
+    kind: str  # text | number | bool | choice (one of choices) | choices (a list of them) | empty (only [])
     minimum: float | None = None
     maximum: float | None = None
     integer: bool = False
@@ -45,6 +45,8 @@ class Field:
             return self._check_number(value)
         if self.kind == CHOICE:
             return self._check_choice(value)
+        if self.kind == EMPTY:  # a conversation: a lesson can only start it afresh
+            return None if value == [] else f"'{self.name}' can only be emptied (set it to [])"
         if self.kind == CHOICES:
             if not isinstance(value, list):
                 return f"'{self.name}' takes a list of {self._listed()}"
@@ -150,6 +152,12 @@ def check_step(step: Step, catalogue: Catalogue) -> list[str]:
 
 
 def validate(lesson: Lesson, catalogue: Catalogue) -> list[Problem]:
-    """Every mistake of the lesson against the live app's tabs, by step."""
-    return [Problem(lesson.file, step.number, message)
-            for step in lesson.steps for message in check_step(step, catalogue)]
+    """Every mistake of the lesson against the live app's tabs, by step; a mistake repeated in
+    later steps (the same unknown tab, say) is reported once, at its first step, saying where else."""
+    found: dict[str, list[int]] = {}
+    for step in lesson.steps:
+        for message in check_step(step, catalogue):
+            found.setdefault(message, []).append(step.number)
+    return [Problem(lesson.file, steps[0], message + (f" (also in step {', '.join(map(str, steps[1:]))})"
+                                                      if len(steps) > 1 else ""))
+            for message, steps in found.items()]

@@ -74,6 +74,16 @@ class Lesson:
         """Step `number` (1-based), clamped into the lesson."""
         return self.steps[max(1, min(int(number), len(self.steps))) - 1]
 
+    def values_at(self, number: int) -> dict:
+        """What step `number` fills: every value the steps up to it set on its tab, the latest winning,
+        so a deep link or Prev gives the same inputs as going there with Next."""
+        step = self.step(number)
+        values: dict = {}
+        for earlier in self.steps[:step.number]:
+            if earlier.tab == step.tab:
+                values.update(earlier.values)
+        return values
+
 
 def _text(value, what: str, problems: list[str], limit: int = MAX_TEXT_CHARS, required: bool = True) -> str:
     if value is None and not required:

@@ -33,8 +33,10 @@ def read_link(params: Mapping[str, str], lessons: Mapping[str, int]) -> DeepLink
     if lesson not in lessons:
         return DeepLink(None, 0, presenter, f"The link names lesson {lesson!r}, which this app does not have.")
     raw = str(params.get("step", "")).strip()
+    if not raw:  # the lesson's introduction: what a class link opens
+        return DeepLink(lesson, 0, presenter)
     try:
-        step = int(raw[:6]) if raw else 1
+        step = int(raw[:6])
     except ValueError:
         step = 1
     return DeepLink(lesson, max(1, min(step, lessons[lesson])), presenter)
