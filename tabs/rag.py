@@ -24,7 +24,7 @@ from models.generation.service import served
 from models.lessons.warmup import Need
 from models.rag import turn as rag_turn
 from models.rag.chain import answer_without_retrieval
-from models.rag.chunking import boundary_preview, make_splitter, size_stats, split_document
+from models.rag.chunking import boundary_preview, estimate_chunks, make_splitter, size_stats, split_document
 from models.rag.documents import load_folder
 from models.rag.evaluation import CORPUS_DIR, evaluate, load_questions
 from models.rag.ingest import STAGES, ensure_sample, ingest, max_upload_bytes, parse_files
@@ -85,11 +85,23 @@ def splitter_for(registry, chunk_size, overlap, unit):
         raise gr.Error(str(exc)) from None
 
 
-def read_uploads(files) -> list[tuple[str, bytes]]:
+def read_uploads(settings, files) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the chosen files, refused before anything is read if there are more files
+    than a session holds or they add up to far more than its size limit; a file over the size
+    limit is read only as far as needed to say so."""
+    paths = [Path(getattr(f, "name", None) or f) for f in files or []]
+    if len(paths) > settings.max_files_per_session:
+        raise gr.Error(f"You chose {len(paths)} files; a session holds at most {settings.max_files_per_session}. "
+                       "Choose fewer.")
+    limit = max_upload_bytes(settings)
+    total = sum(path.stat().st_size for path in paths)
+    if total > 2 * limit:
+        raise gr.Error(f"These files add up to {total / 1e6:.0f} MB; a session holds at most "
+                       f"{settings.max_upload_mb:g} MB. Choose fewer or smaller files.")
     out = []
-    for f in files or []:
-        path = Path(getattr(f, "name", None) or f)
-        out.append((path.name, path.read_bytes()))
+    for path in paths:
+        with path.open("rb") as f:
+            out.append((path.name, f.read(limit + 1)))
     return out
 
 
@@ -113,17 +125,23 @@ def question_turns(services: Services, session: str, question: str, history: lis
 @user_errors
 def preview(services: Services, files, chunk_size, overlap, unit):
     """Chunk counts per file and the boundaries of the first file, before anything is indexed; each
-    file goes through the same parse stage (name, size and parser guards) as ingestion."""
-    uploads = read_uploads(files)
+    file goes through the same guards as ingestion: file count and size, parser budgets, and the
+    chunk count estimated before the splitter runs."""
+    settings = services.settings
+    uploads = read_uploads(settings, files)
     if not uploads:
         raise gr.Error("Choose one or more files to preview.")
     splitter = splitter_for(services.registry, chunk_size, overlap, unit)
     tokenizer = services.registry.sentence_encoder().tokenizer
     rows, segments = [], []
-    for result, doc in parse_files(uploads, max_upload_bytes(services.settings),
-                                   max_seconds=services.settings.parse_time_limit_s):
+    for result, doc in parse_files(uploads, max_upload_bytes(settings), max_seconds=settings.parse_time_limit_s):
         if doc is None:
             rows.append([result.name, 0, 0, 0, result.message])
+            continue
+        estimate = estimate_chunks(doc, splitter)
+        if estimate > settings.max_chunks_per_session:
+            rows.append([doc.name, estimate, 0, 0, f"{doc.name}: about {estimate:,} chunks; a session holds at most "
+                                                   f"{settings.max_chunks_per_session:,}. Use larger chunks."])
             continue
         chunks = split_document(doc, splitter)
         stats = size_stats(chunks, tokenizer)
@@ -138,7 +156,7 @@ def ingest_files(services: Services, out: Outputs, files, chunk_size, overlap, u
                  progress=gr.Progress()) -> dict:
     """Parse, split, embed and store; one row per file in the report."""
     session = session_of(request)
-    uploads = read_uploads(files)
+    uploads = read_uploads(services.settings, files)
     if not uploads:
         raise gr.Error("Choose one or more files to index.")
     splitter = splitter_for(services.registry, chunk_size, overlap, unit)
@@ -348,7 +366,8 @@ def build(services: Services, settings) -> TabHandle:
         return clear_chat(out)
 
     chunking = [files, chunk_size, overlap, unit]
-    preview_btn.click(rag_preview, chunking, [preview_table, boundaries], api_name="rag_preview")
+    preview_btn.click(rag_preview, chunking, [preview_table, boundaries], api_name="rag_preview",
+                      **model_queue(settings))  # it parses, tokenizes and splits: model work
     ingest_btn.click(rag_ingest, chunking, [report, status, docs, doc_pick], api_name="rag_ingest",
                      **model_queue(settings))
     refresh_btn.click(rag_list, None, [docs, doc_pick], api_name="rag_list")

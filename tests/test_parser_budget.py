@@ -194,3 +194,39 @@ def test_a_long_real_document_stays_well_inside_the_budget():
     doc = load_document("report.docx", docx_package(body))
     assert doc.text.count("\n") == 5999 and doc.text.endswith("Section 5999. The tide tables list high water at dawn.")
     assert time.perf_counter() - start < 10
+
+
+def test_text_without_spaces_is_counted_before_it_is_split(app_url, tmp_path):
+    """2 MB without a space: the splitter used to measure it character by character (minutes),
+    then refuse it anyway. Now the estimate refuses it first, in the preview and at indexing."""
+    path = tmp_path / "spaceless.txt"
+    path.write_text("ab" * 1_000_000)
+    client = Client(app_url, verbose=False)
+    start = time.perf_counter()
+    table, _ = client.predict([handle_file(str(path))], 128, 16, "tokens", api_name="/rag_preview")
+    assert "a session holds at most" in rows(table)[0][4]
+    report, *_ = client.predict([handle_file(str(path))], 128, 16, "tokens", api_name="/rag_ingest")
+    assert rows(report)[0][1] == "error" and "chunks; the limit is" in rows(report)[0][5]
+    assert time.perf_counter() - start < 60
+
+
+def test_the_preview_has_the_ingestion_guards_and_waits_in_the_model_queue(app_url, settings, tmp_path):
+    paths = []
+    for i in range(settings.max_files_per_session + 1):
+        paths.append(tmp_path / f"n{i}.txt")
+        paths[-1].write_text(f"Note {i}.")
+    client = Client(app_url, verbose=False)
+    with pytest.raises(Exception, match="a session holds at most"):
+        client.predict([handle_file(str(p)) for p in paths], 64, 8, "tokens", api_name="/rag_preview")
+    # Every model slot busy indexing ~100 chunks: the preview waits its turn instead of running beside them.
+    long_note = tmp_path / "long.txt"
+    long_note.write_text(" ".join(f"Sentence {i} is about the tides of the northern sea." for i in range(250)))
+    others = [Client(app_url, verbose=False) for _ in range(settings.model_concurrency)]
+    busy = [other.submit([handle_file(str(long_note))], 32, 0, "tokens", api_name="/rag_ingest") for other in others]
+    time.sleep(0.5)
+    preview = client.submit([handle_file(str(paths[0]))], 64, 8, "tokens", api_name="/rag_preview")
+    deadline = time.monotonic() + 300
+    while not preview.done() and not any(job.done() for job in busy) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(job.done() for job in busy), "the preview ran beside two model jobs instead of after one"
+    assert rows(preview.result(timeout=120)[0])[0][0] == "n0.txt"

@@ -87,12 +87,14 @@ class Budgets:
             with self._lock:
                 self._pending.pop(ticket.id, None)
 
-    def _admit(self, ticket: Ticket, adding: Usage) -> None:
+    def _admit(self, ticket: Ticket, adding: Usage, take: bool = True) -> None:
         with self._lock:
             mine = self._pending.get(ticket.id, Usage())
             check_session(self.settings, ticket.held + mine, adding)
             others = sum((u for i, u in self._pending.items() if i != ticket.id), Usage())
             check_class(self.settings, ticket.class_usage() + others + mine, adding)
+            if not take:
+                return
             if not ticket.held.files and not mine.files:  # this upload starts a new document session
                 self._count_start(ticket.address)
             self._pending[ticket.id] = mine + adding
@@ -126,3 +128,7 @@ class Ticket:
     def take(self, adding: Usage) -> None:
         """Admit one file; LimitError (and nothing taken) if it would pass a limit."""
         self.budgets._admit(self, adding)
+
+    def check(self, adding: Usage) -> None:
+        """LimitError if `adding` would pass a limit now; nothing is taken."""
+        self.budgets._admit(self, adding, take=False)

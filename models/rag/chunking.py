@@ -4,11 +4,19 @@ Sizes are counted in tokens of the embedding model's own tokenizer (what the enc
 sees: MiniLM truncates at 256 word pieces) or in characters. Each page is split on its own so
 a chunk keeps the page it came from; `start` is its character offset in that page, which the
 preview uses to colour chunk boundaries and overlaps.
+
+Counting comes before splitting: `estimate_chunks` gives, in one linear pass, a number of chunks
+the split cannot come in under, so a file that would pass the chunk limit is refused before the
+splitter runs. (A run of text without spaces is split character by character, each measured on
+its own: 2 MB of it took minutes. Single characters' lengths are cached, which makes that pass
+linear too.)
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import re
 from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -16,6 +24,25 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from models.rag.documents import ParsedDocument
 
 UNITS = ("tokens", "characters")
+_LONG_RUN = re.compile(r"\S{256,}")  # split character by character, each character at least one token
+
+
+class MeasuredSplitter(RecursiveCharacterTextSplitter):
+    """langchain's recursive splitter that also says how it measures and how many chunks a text needs."""
+
+    def __init__(self, measure, chunk_size: int, chunk_overlap: int, unit: str):
+        cached = functools.lru_cache(maxsize=8192)(measure)
+        super().__init__(chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+                         length_function=lambda text: cached(text) if len(text) <= 4 else measure(text))
+        self.measure, self.size, self.overlap, self.unit = measure, chunk_size, chunk_overlap, unit
+
+    def estimate_chunks(self, text: str) -> int:
+        """A lower bound on the chunks `split_text(text)` makes, in one linear pass."""
+        step = max(1, self.size - self.overlap)
+        if self.unit == "characters":
+            return len(text) // step
+        runs = sum(len(run) for run in _LONG_RUN.findall(text))
+        return (self.measure(_LONG_RUN.sub(" ", text)) + runs) // step
 
 
 @dataclass(frozen=True)
@@ -34,8 +61,8 @@ class Chunk:
                 "index": self.index, "start": self.start}
 
 
-def make_splitter(chunk_size: int, chunk_overlap: int, unit: str = "tokens", tokenizer=None):
-    """A RecursiveCharacterTextSplitter measuring length in tokens (needs `tokenizer`) or characters."""
+def make_splitter(chunk_size: int, chunk_overlap: int, unit: str = "tokens", tokenizer=None) -> MeasuredSplitter:
+    """A recursive splitter measuring length in tokens (needs `tokenizer`) or characters."""
     chunk_size, chunk_overlap = int(chunk_size), int(chunk_overlap)
     if chunk_size < 8:
         raise ValueError("Chunk size must be at least 8.")
@@ -43,23 +70,27 @@ def make_splitter(chunk_size: int, chunk_overlap: int, unit: str = "tokens", tok
         raise ValueError("Chunk overlap must be at least 0 and smaller than the chunk size.")
     if unit not in UNITS:
         raise ValueError(f"Unit must be one of {UNITS}, not {unit!r}.")
-    kwargs = {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap}
-    if unit == "tokens":
-        if tokenizer is None:
-            raise ValueError("Token-based chunking needs the encoder's tokenizer.")
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        if backend is None:
-            return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(tokenizer, **kwargs)
-        # The splitter measures every candidate piece: the Rust tokenizer directly is ~4x faster
-        # than from_huggingface_tokenizer's tokenizer.tokenize (and doesn't warn about long texts).
-        # A copy without the padding/truncation sentence-transformers configures on it, which
-        # would make every piece look max_length long.
-        backend = copy.deepcopy(backend)
-        backend.no_padding()
-        backend.no_truncation()
-        return RecursiveCharacterTextSplitter(
-            length_function=lambda text: len(backend.encode(text, add_special_tokens=False).ids), **kwargs)
-    return RecursiveCharacterTextSplitter(**kwargs)
+    if unit == "characters":
+        return MeasuredSplitter(len, chunk_size, chunk_overlap, unit)
+    if tokenizer is None:
+        raise ValueError("Token-based chunking needs the encoder's tokenizer.")
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return MeasuredSplitter(lambda text: len(tokenizer.tokenize(text)), chunk_size, chunk_overlap, unit)
+    # The splitter measures every candidate piece: the Rust tokenizer directly is ~4x faster
+    # than tokenizer.tokenize (and doesn't warn about long texts). A copy without the
+    # padding/truncation sentence-transformers configures on it, which would make every piece
+    # look max_length long.
+    backend = copy.deepcopy(backend)
+    backend.no_padding()
+    backend.no_truncation()
+    return MeasuredSplitter(lambda text: len(backend.encode(text, add_special_tokens=False).ids), chunk_size,
+                            chunk_overlap, unit)
+
+
+def estimate_chunks(doc: ParsedDocument, splitter: MeasuredSplitter) -> int:
+    """A lower bound on the chunks `split_document(doc, splitter)` makes (see MeasuredSplitter)."""
+    return sum(splitter.estimate_chunks(page.text) for page in doc.pages)
 
 
 def _locate(page: str, text: str, prev_start: int, prev_end: int) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from models.rag.budget import LimitError, Usage
-from models.rag.chunking import Chunk, make_splitter, split_document
+from models.rag.chunking import Chunk, estimate_chunks, make_splitter, split_document
 from models.rag.documents import (
     PARSE_SECONDS,
     DocumentError,
@@ -146,8 +146,9 @@ def _split_and_admit(parsed, splitter, ticket, report: IngestReport, progress: P
     batches: list[tuple[ParsedDocument, FileResult, list[Chunk]]] = []
     for i, (doc, result) in enumerate(parsed):
         progress("split", i / max(1, len(parsed)), f"Splitting {doc.name}")
-        chunks = split_document(doc, splitter)
-        try:
+        try:  # counted before it is split: a file over the limits is refused without the splitter's work
+            ticket.check(Usage(1, doc.n_bytes, estimate_chunks(doc, splitter)))
+            chunks = split_document(doc, splitter)
             ticket.take(Usage(1, doc.n_bytes, len(chunks)))
         except LimitError as exc:
             result.status, result.message = "error", f"{doc.name}: {exc}"
