@@ -2,7 +2,9 @@
 
 What it teaches: an instruction-tuned model answers through a chat template (the exact
 prompt it saw is shown, with its token count); history has to fit a context budget; a
-passage grounds the answer, and embeddings show which sentence supports it; an extractive
+passage grounds the answer: the document chat's reader hands the model the passage's sentences
+closest to the question, checks the answer against the passage and refuses or quotes when it is
+not supported (models/qna/passage.py), and the supporting sentence is highlighted; an extractive
 model instead points at a span of the passage.
 """
 
@@ -18,6 +20,9 @@ from models.chat_history import cap_history
 from models.generation.service import GenerationService, served
 from models.qna import prompt as qna
 from models.qna.extractive import extract_answer
+from models.qna.passage import passage_turns, shown_text
+from models.rag.grounded import Answering
+from models.rag.reader import Reading
 from models.registry import EXTRACTIVE_QA, ModelRegistry, ModelUnavailable
 from tabs.common import generation_queue, user_errors
 from tabs.handles import Action, Call, TabHandle
@@ -57,6 +62,10 @@ def respond(registry: ModelRegistry, settings, question: str, context: str, mode
     prepared = qna.prepare_question(lm, question, context, history, max_new_tokens=max_new_tokens,
                                     context_tokens=settings.context_tokens)
     history += [{"role": "user", "content": prepared.question}, {"role": "assistant", "content": ""}]
+    if prepared.context:  # the passage, already cut to the context budget, goes to the reader
+        yield from _respond_from_passage(registry, settings, lm, prepared, history, max_new_tokens,
+                                         float(temperature), int(seed or 0))
+        return
     token_note = _token_note(prepared, settings, max_new_tokens)
     notice = _notice(prepared.notices)
     passage = [(prepared.context, None)] if prepared.context else None
@@ -74,6 +83,29 @@ def respond(registry: ModelRegistry, settings, question: str, context: str, mode
         notice = _notice(prepared.notices + [f"Highlighted: the passage sentence closest to the answer "
                                              f"(cosine {score:.2f}, all-MiniLM-L6-v2)."])
     yield history, "", prepared.prompt.text, token_note, passage, notice
+
+
+def _respond_from_passage(registry: ModelRegistry, settings, lm, prepared: qna.PreparedQuestion, history: list,
+                          max_new_tokens: int, temperature: float, seed: int):
+    """Passage mode: stream the reader's answer, then the checked answer, the sentence it rests on
+    and the decision."""
+    answering = Answering(Reading(max_new_tokens=max_new_tokens))
+    passage = [(prepared.context, None)]
+    turn = None
+    for turn in passage_turns(lm, registry.sentence_encoder(), prepared.question, prepared.context,
+                              answering=answering, context_tokens=settings.context_tokens, temperature=temperature,
+                              seed=seed):
+        history[-1] = {"role": "assistant", "content": shown_text(turn) or "…"}
+        prompt_text = turn.prompt.text if turn.prompt else ""
+        token_note = (f"**{turn.prompt.n_tokens} tokens** in the prompt: the passage's sentences closest to the "
+                      f"question; {max_new_tokens} reserved for the answer." if turn.prompt else "")
+        yield history, "", prompt_text, token_note, passage, _notice(prepared.notices)
+    passage, score = qna.rested_on(turn, prepared.context)
+    lines = prepared.notices + [f"{turn.decision.action.capitalize()}: {turn.decision.reason}."]
+    if turn.verification is not None and turn.verification.claims:
+        lines.append("Checked against the passage: " + ("supported." if turn.supported else "not supported."))
+    lines.append(f"Highlighted: the passage sentence the answer rests on (cosine {score:.2f}, all-MiniLM-L6-v2).")
+    yield history, "", prompt_text, token_note, passage, _notice(lines)
 
 
 def _respond_extractive(registry: ModelRegistry, question: str, context: str, history: list):
@@ -103,6 +135,12 @@ def answer_text(registry: ModelRegistry, settings, question: str, context: str =
     lm = served(registry.chat_model(), generation)
     prepared = qna.prepare_question(lm, question, context, [], max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
                                     context_tokens=settings.context_tokens)
+    if prepared.context:
+        turn = None
+        for turn in passage_turns(lm, registry.sentence_encoder(), prepared.question, prepared.context,  # noqa: B007
+                                  context_tokens=settings.context_tokens):
+            pass
+        return shown_text(turn)
     answer = ""
     for answer in stream_answer(lm, prepared.prompt, max_new_tokens=DEFAULT_MAX_NEW_TOKENS):  # noqa: B007
         pass  # keep the last, complete text

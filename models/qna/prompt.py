@@ -84,6 +84,20 @@ def supporting_sentence(encoder, answer: str, context: str) -> tuple[Segments, f
     return _segments(context, start, end, SUPPORT_LABEL), score
 
 
+def rested_on(turn, context: str) -> tuple[Segments, float]:
+    """The passage as segments with the sentence a passage-mode answer rests on labelled: the quoted
+    sentence, else the evidence of its first claim, else the sentence closest to the question."""
+    claims = turn.verification.claims if turn.verification else []
+    sentence = turn.quote or next((c.evidence for c in claims if c.evidence is not None), None) or \
+        (turn.context.best if turn.context else None)
+    if sentence is None:
+        return [(context, None)], 0.0
+    start = context.find(sentence.text)
+    if start < 0:
+        return [(context, None)], sentence.score
+    return _segments(context, start, start + len(sentence.text), SUPPORT_LABEL), sentence.score
+
+
 def span_segments(context: str, span: Span) -> Segments:
     """The passage with the extracted answer span labelled with its score."""
     return _segments(context, span.start, span.end, f"answer ({span.score:.0%})")
