@@ -1,10 +1,13 @@
-"""Retrieval quality on the bundled questions: hit@k and MRR@k for chunk sizes and k.
+"""Retrieval quality on the bundled questions: hit@k and MRR@k for chunk sizes and k; with
+`--answers`, answer quality on the held-out set (accuracy, refusal precision/recall, unsupported
+claims) for the current defaults and with each new piece turned off.
 
     PYTHONPATH=. .venv/bin/python -m bench.rag_eval                       # the default sweep
     PYTHONPATH=. .venv/bin/python -m bench.rag_eval --chunk-size 256 --overlap 32 -k 2
     PYTHONPATH=. .venv/bin/python -m bench.rag_eval --unit characters --chunk-size 500 --overlap 50
+    PYTHONPATH=. .venv/bin/python -m bench.rag_eval --answers             # bench/rag_quality.py's table
 
-The same computation as the tab's "Run evaluation" button (models/rag/evaluation.py).
+The same computations as the tab's evaluation buttons (models/rag/evaluation.py, models/rag/quality.py).
 """
 
 from __future__ import annotations
@@ -50,7 +53,14 @@ def cli() -> None:
     parser.add_argument("--overlap", type=int, default=None, help="overlap (default: 1/8 of the size)")
     parser.add_argument("--unit", choices=["tokens", "characters"], default="tokens")
     parser.add_argument("-k", type=int, action="append", help="k (repeatable; default 1 and 4)")
+    parser.add_argument("--answers", action="store_true",
+                        help="answer quality on the held-out set, with and without each new piece")
     args = parser.parse_args()
+    if args.answers:
+        from bench.rag_quality import evaluate, table
+
+        print(table(evaluate("heldout", with_qna=False)["rows"]))
+        return
     sizes = ([(args.chunk_size, args.overlap if args.overlap is not None else args.chunk_size // 8)]
              if args.chunk_size else SWEEP)
     print(f"{'size':>6} {'overlap':>7} {'unit':>10} {'k':>3} {'chunks':>6} {'hit@k':>6} {'MRR@k':>6}")
