@@ -182,8 +182,10 @@ class Lessons:
                    bar.steps: self.steps_view(lesson, step.number), self.main_tabs: gr.Tabs(selected=step.tab)}
         if step.section:
             updates[handle.sections] = gr.Tabs(selected=handle.section_ids[step.section])
-        if fill:
-            updates.update({handle.components[name]: value for name, value in lesson.values_at(number).items()})
+        if fill:  # what the steps so far set on this tab; emptying a conversation belongs to its own step only
+            fields = self.course.catalogue.tabs[step.tab].fields
+            updates.update({handle.components[name]: value for name, value in lesson.values_at(number).items()
+                            if name in step.values or fields[name].kind != EMPTY})
         return {**updates, **self.start_plan([(step.tab, name) for name in step.press], instructor)}
 
     def start_plan(self, actions: list[tuple[str, str]], instructor: bool) -> dict:

@@ -203,8 +203,9 @@ def build(services, settings) -> TabHandle:
     stop.click(None, None, None, cancels=[ask_event, submit_event], api_name="qna_stop")
     clear_btn.click(**clear_call.kwargs(), api_name="qna_clear")
     gr.api(qna_answer, api_name="qna_answer", **generation_queue(settings))
+    # conversation: a lesson step may start it afresh (set: {conversation: []}) and keep its question.
     components = {"question": question, "passage": context, "mode": mode, "max_new_tokens": max_new_tokens,
-                  "temperature": temperature, "seed": seed}
+                  "temperature": temperature, "seed": seed, "conversation": chat}
     actions = {"ask": Action((ask_call,), "Ask", ("chat", "encoder"), "qna-chat"),
                "clear": Action((clear_call,), "Clear", (), "qna-chat")}
     return TabHandle("qna", components, actions, advanced=[knobs])

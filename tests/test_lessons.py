@@ -271,6 +271,16 @@ def test_a_step_with_two_actions_runs_them_in_order_in_the_instructor_lane(demo)
     assert lessons.triggers[("attention", second, True)] in then and "instructor lane" in then[bar.status]
 
 
+def test_a_conversation_is_emptied_only_by_the_step_that_says_so(demo):
+    lessons = demo.lessons
+    chat = lessons.handles["qna"].components["conversation"]
+    lesson = lessons.course.lessons["qna"]
+    for step in lesson.steps:
+        updates = lessons.move({"lesson": "qna", "step": step.number - 1}, False, 1)
+        assert (chat in updates) == ("conversation" in step.values), step.title
+    assert any("conversation" not in step.values for step in lesson.steps)  # a follow-up keeps the history
+
+
 def test_moving_past_either_end(demo):
     lessons, bar = demo.lessons, demo.lessons.bar
     last = len(lessons.course.lessons["decoding"].steps)
