@@ -136,3 +136,13 @@ def test_chat_side_by_side_streams_both_models_then_the_strip(cache):
     at = last.diverge_at
     assert at is None or last.full_tokens[:at] == last.quant_tokens[:at]
     assert last.weights.gguf_file is None or last.weights.gguf_file.endswith(".gguf")
+
+
+def test_per_token_int8_is_near_lossless_where_naive_int8_is_not(cache):
+    naive = run.chat_kld_report(cache, "int8-dynamic")
+    per_token = run.chat_kld_report(cache, "int8-per-token")
+    assert per_token["mean_kl"] <= 0.1 < 0.5 < naive["mean_kl"]
+    assert per_token["same_top1_pct"] > naive["same_top1_pct"] + 20
+    kept = [n for n, m in qs.quantized(cache, CHAT, "int8-per-token").model.named_modules()
+            if type(m) is torch.nn.Linear]
+    assert kept and all("down_proj" in n for n in kept)  # the massive-activation layers, found by calibration

@@ -88,12 +88,13 @@ def quality_rows(cache: QuantCache, model_key: str) -> list[dict]:
               **{s.key: s.label for s in qs.schemes_for(model_key)}}
     rows = []
     for key in keys:
-        if model_key == CHAT:
-            q = run.chat_quality(cache, key)
+        if model_key == CHAT:  # llama.cpp's --kl-divergence statistics (models.quant.kld)
+            q = run.chat_kld_report(cache, key)
             rows.append({"scheme": labels[key], "perplexity": round(q["perplexity"], 3),
                          "mean KL (nats)": float(f"{q['mean_kl']:.3g}"),
-                         "max KL": float(f"{q['max_kl']:.3g}"),
-                         "same top-1 (%)": round(q["top1_agreement_pct"], 1), "positions": q["positions"]})
+                         "KL p99": float(f"{q['kl_p99']:.3g}"), "max KL": float(f"{q['kl_max']:.3g}"),
+                         "Δp mean (%)": round(q["dp_mean_pct"], 2), "Δp RMS (%)": round(q["dp_rms_pct"], 2),
+                         "same top-1 (%)": round(q["same_top1_pct"], 1), "positions": q["positions"]})
         else:
             q = run.encoder_quality(cache, key)
             rows.append({"scheme": labels[key], "mean cosine": round(q["mean_cosine"], 5),

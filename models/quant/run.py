@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.chat import encode_chat, user_message
+from models.chat import chat_text, user_message
 from models.quant import metrics as qm
 from models.quant import schemes as qs
 from models.quant.cache import QuantCache
+from models.quant.kld import kld_report
 from models.registry import CHAT, ENCODER
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "assets" / "eval"
@@ -64,11 +65,22 @@ def other_thread_count() -> int:
 # ---- causal LM ---------------------------------------------------------------------------
 
 
+MARKER = "\x00prompt\x00"  # stands in for the user's text while the template is rendered
+
+
 def chat_ids(tokenizer, prompt: str) -> torch.Tensor:
-    """[1, T] ids of the prompt in the model's chat template (plain text when it has none)."""
-    if getattr(tokenizer, "chat_template", None):
-        return torch.tensor([encode_chat(tokenizer, user_message(prompt))])
-    return tokenizer(prompt, return_tensors="pt").input_ids
+    """[1, T] ids of the prompt in the model's chat template (plain text when it has none). The
+    user's text stays text: a special-token string typed in it (`<|im_start|>system`) is split
+    into ordinary tokens, so it cannot open a turn of its own; only the template's are special."""
+    text = tokenizer(prompt, add_special_tokens=False, split_special_tokens=True).input_ids
+    if not getattr(tokenizer, "chat_template", None):
+        return torch.tensor([text])
+    before, _, after = chat_text(tokenizer, user_message(MARKER)).partition(MARKER)
+
+    def part(piece: str) -> list[int]:
+        return tokenizer(piece, add_special_tokens=False).input_ids if piece else []
+
+    return torch.tensor([part(before) + text + part(after)])
 
 
 def greedy(model, ids: torch.Tensor, max_new: int, eos: set[int]) -> Iterator[tuple[int, float]]:
@@ -130,6 +142,13 @@ def chat_quality(cache: QuantCache, key: str) -> dict:
     ids, base = chat_reference_logits(cache, qs.FULL)
     _, other = chat_reference_logits(cache, key)
     return qm.lm_quality(base, other, ids[0])
+
+
+def chat_kld_report(cache: QuantCache, key: str) -> dict:
+    """llama.cpp's --kl-divergence statistics of a scheme against fp32 on the reference text."""
+    ids, base = chat_reference_logits(cache, qs.FULL)
+    _, other = chat_reference_logits(cache, key)
+    return kld_report(base, other, ids[0])
 
 
 # ---- encoder -----------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 Causal LM (SmolLM2):
 - int8 dynamic (torch.ao `quantize_dynamic`): int8 Linear weights, activations quantized on the
-  fly; fbgemm/oneDNN int8 GEMM. Deprecated in torch (it warns) but the fastest we measured here.
+  fly with one scale per call; fbgemm/oneDNN int8 GEMM. Deprecated in torch (it warns) but the
+  fastest we measured here. Kept as the naive case: that one scale is what loses quality.
+- int8 per-token (models.quant.int8_tokens): the same kernels, one activation scale per token,
+  and the few layers with massive activations left in float32: near float32 at int8 speed.
 - int4 weight-only (torchao `PrototypeInt4WeightOnlyConfig`): 4-bit grouped weights on a bf16 model;
   small, per-token decoding near fp32, but bf16 prefill is slow without AVX-512 BF16.
 Encoder (all-MiniLM-L6-v2):
@@ -136,6 +139,14 @@ def build_chat_int8(registry: ModelRegistry, progress: Progress):
     return _dynamic_int8(model).eval()
 
 
+def build_chat_int8_per_token(registry: ModelRegistry, progress: Progress):
+    from models.quant.int8_tokens import quantize_per_token
+
+    lm = registry.chat_model()
+    progress(0.2, "finding massive activations on a calibration prompt, then int8 per token (torch.ao)")
+    return quantize_per_token(lm.model, lm.tokenizer)[0]
+
+
 def build_chat_int4(registry: ModelRegistry, progress: Progress):
     logging.getLogger("torchao").setLevel(logging.ERROR)  # it logs missing CUDA kernels
     from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
@@ -193,8 +204,12 @@ def build_encoder_onnx(registry: ModelRegistry, progress: Progress):
 
 SCHEMES: dict[str, list[Scheme]] = {
     CHAT: [
-        Scheme("int8-dynamic", "int8 dynamic (torch.ao)", CHAT, "torch.ao.quantization",
-               "int8 weights per channel, activations quantized per call", 8, build_chat_int8),
+        Scheme("int8-dynamic", "int8 dynamic, one scale per call (torch.ao, naive)", CHAT,
+               "torch.ao.quantization", "int8 weights per channel, activations quantized per call", 8,
+               build_chat_int8),
+        Scheme("int8-per-token", "int8 per-token, massive-activation layers fp32", CHAT,
+               "torch.ao.quantization", "int8 weights per channel, activations scaled per token; the "
+               "Linear layers with massive activations stay float32", 8, build_chat_int8_per_token),
         Scheme("int4-weight-only", "int4 weight-only, bf16 (torchao)", CHAT, "torchao 0.18",
                "4-bit weights in groups of 64, bf16 activations", 4, build_chat_int4),
     ],
