@@ -3,8 +3,10 @@
 A student types a prompt; both models answer greedily in two columns and the first token where
 they part ways is marked. Below: size, memory, build time, first-token latency and tokens/s of
 each scheme (with fp32-vs-fp32 as the noise floor), quality on a bundled reference text
-(perplexity, mean KL, same top-1, llama.cpp's definitions), a token strip coloured by KL,
-where the bytes went, and which kernel this CPU really ran.
+(perplexity, KL mean and p99, Δp, same top-1: llama.cpp's `--kl-divergence` statistics), a token
+strip coloured by KL, where the bytes went, and which kernel this CPU really ran. Then the GGUF
+ladder and per-group sensitivity (tabs/quantized_ladder.py): the 8-bit-is-free, 4-bit-costs-a-little,
+below-that-a-cliff curve, in the model's own llama.cpp formats.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from models.quant import schemes as qs
 from models.quant.cache import QuantCache
 from models.quant.inputs import MAX_NEW_TOKENS
 from models.registry import CHAT, ENCODER
+from tabs import quantized_ladder
 from tabs import quantized_views as views
 from tabs.common import model_queue, user_errors
 
@@ -151,18 +154,21 @@ def build(services, settings) -> None:
         size_plot = gr.BarPlot(title="Serialized size (MB)", **plot)
         speed_plot = gr.BarPlot(title="Tokens per second", **plot)
         ttft_plot = gr.BarPlot(title="First token / prompt latency (ms)", **plot)
-    gr.Markdown("### Quality on the bundled reference text\nCausal LM: perplexity = exp(mean NLL of "
-                "each next token); mean KL = KL(P_fp32 ‖ P_quant) averaged over positions; same top-1 "
-                "= % of positions with the same most likely token (llama.cpp's `--kl-divergence` "
-                f"report). Encoder: mean cosine of fp32 and quantized embeddings; overlap@{run.TOP_K} of "
-                f"retrieval results for {len(queries)} queries. The *other thread count* row is the "
-                "noise floor.\n\n"
-                "Why int8 can hurt SmolLM2 more than int4 (compare their perplexity below): dynamic int8 "
-                "also rounds the *activations*, with one scale per tensor, and SmolLM2's MLP "
-                "down-projections see large activation outliers that squeeze every other value into a "
-                "few levels; keeping just the down-projections in fp32 recovers most of the int8 "
-                "perplexity (bench/quantized.py measures it; figures in bench/RESULTS.md). int4 "
-                "weight-only rounds weights harder but keeps activations in bf16.")
+    gr.Markdown("### Quality on the bundled reference text\nCausal LM, in llama.cpp's `--kl-divergence` "
+                "terms: perplexity = exp(mean NLL of each next token); KL = KL(P_fp32 ‖ P_quant) at each "
+                "position, its mean and 99th percentile; Δp = p_quant − p_fp32 of the real next token "
+                "(negative: the quantized model is less sure of the text); same top-1 = % of positions "
+                f"with the same most likely token. Encoder: mean cosine of fp32 and quantized embeddings; "
+                f"overlap@{run.TOP_K} of retrieval results for {len(queries)} queries. The *other thread "
+                "count* row is the noise floor.\n\n"
+                "**Two int8 schemes, two lessons.** 8-bit *weights* are practically free (see the Q8_0 row "
+                "of the ladder below). The naive dynamic int8 also rounds the *activations*, with one "
+                "scale for the whole input of each layer, in 7 bits; SmolLM2 puts *massive activations* "
+                "(values in the thousands) on its first token in two MLP down-projections, that one token "
+                "sets the scale, and every other token's values round to zero. *int8 per-token* uses the "
+                "same int8 kernels with one scale per token and keeps those two layers in float32: "
+                "near float32, at int8 speed (bench/quantized.py measures both; figures in "
+                "bench/RESULTS.md).")
     quality = gr.Dataframe(label="quality", interactive=False, elem_id="quant-quality")
     gr.Markdown("### Where the bytes went\nMB per part of the model. Linear-only schemes leave the "
                 "embeddings at full precision, and quantizing SmolLM2's lm_head breaks its tie with "
@@ -175,6 +181,7 @@ def build(services, settings) -> None:
     hardware_md = gr.Markdown(elem_id="quant-hardware")
     kernels = gr.Dataframe(label="kernels each model really ran (torch profiler / ONNX graph)",
                            interactive=False, wrap=True)
+    quantized_ladder.build(cache, model, settings)
 
     # ---- register listeners ---------------------------------------------------------------
     def on_model(model_key):
