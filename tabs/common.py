@@ -86,6 +86,16 @@ def describe_error(exc: BaseException) -> str:
     return f"Something went wrong ({type(exc).__name__}: {exc}). The app is still running; try again."
 
 
+def _to_message(fn, exc: Exception) -> gr.Error:
+    """The gr.Error for a failed handler. models/ raise ValueError with a sentence for the user
+    (an empty prompt, a range that does not exist): shown as it is. Anything else is unexpected:
+    logged with its traceback, shown as one line."""
+    if isinstance(exc, ValueError):
+        return gr.Error(str(exc))
+    log.exception("Handler %s failed", fn.__name__)
+    return gr.Error(describe_error(exc))
+
+
 def user_errors(fn):
     """Decorate a handler (plain or generator) so failures become a clear gr.Error."""
 
@@ -98,8 +108,7 @@ def user_errors(fn):
             except gr.Error:
                 raise
             except Exception as exc:
-                log.exception("Handler %s failed", fn.__name__)
-                raise gr.Error(describe_error(exc)) from None
+                raise _to_message(fn, exc) from None
 
         return gen_wrapper
 
@@ -110,8 +119,7 @@ def user_errors(fn):
         except gr.Error:
             raise
         except Exception as exc:
-            log.exception("Handler %s failed", fn.__name__)
-            raise gr.Error(describe_error(exc)) from None
+            raise _to_message(fn, exc) from None
 
     return wrapper
 

@@ -12,7 +12,6 @@ the listeners. The three scriptable endpoints are `tokenize`, `embedding_map` an
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -39,20 +38,6 @@ OPEN_DECODING_JS = f"""(prompt) => {{
 }}"""
 
 
-def handler(fn):
-    """A listener: a ValueError from models/tokens is the user's to fix, shown as it is; anything
-    else goes through user_errors (logged, one clear line)."""
-
-    @functools.wraps(fn)
-    def plain_messages(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from None
-
-    return user_errors(plain_messages)
-
-
 def clamp(value, low: int, high: int, default: int) -> int:
     """An API number inside the UI's range (None and junk become the default)."""
     try:
@@ -75,7 +60,7 @@ def _explanations(registry, word: str) -> tuple[str, str]:
             views.lookups_html(merges.wordpiece_lookups(encoder.tokenizer, word)))
 
 
-@handler
+@user_errors
 def show_tokens(registry, text: str, as_chat: bool):
     """Both tokenizers' pieces and counts, and the merge path / lookups of the text's longest word."""
     results = both_tokenizations(registry, text, as_chat)
@@ -86,13 +71,13 @@ def show_tokens(registry, text: str, as_chat: bool):
             gr.update(choices=words, value=word), *explained)
 
 
-@handler
+@user_errors
 def explain_word(registry, word: str):
     return _explanations(registry, word)
 
 
 # ---- embeddings and positions -------------------------------------------------------------
-@handler
+@user_errors
 def show_map(registry, block: str, dims: str):
     texts, groups = sentence_map.texts_and_groups(block)
     smap = sentence_map.sentence_map(registry.sentence_encoder(), texts, groups, 3 if dims == "3-D" else 2)
@@ -100,39 +85,39 @@ def show_map(registry, block: str, dims: str):
     return views.map_figure(smap), heatmap, "\n\n".join(f"ℹ️ {views.escape(n)}" for n in smap.notes)
 
 
-@handler
+@user_errors
 def show_neighbours(registry, word: str, k: float):
     return views.neighbours_table(token_vectors.nearest_tokens(registry.chat_model(), word, clamp(k, 1, 50, 10)))
 
 
-@handler
+@user_errors
 def show_analogy(registry, a: str, b: str, c: str, expected: str):
     result = token_vectors.analogy(registry.chat_model(), a, b, c, expected)
     return views.analogy_table(result), views.analogy_note(result)
 
 
-@handler
+@user_errors
 def classic_analogies(registry, analogies: list[list[str]]):
     lm = registry.chat_model()
     rows = [views.analogy_row(token_vectors.analogy(lm, *quad)) for quad in analogies]
     return pd.DataFrame(rows, columns=views.ANALOGY_COLUMNS)
 
 
-@handler
+@user_errors
 def show_rotary(registry, query: str, key: str, layer: float, max_distance: float):
     curve = positions.rotary_scores(registry.chat_model(), query, key, clamp(layer, 1, MAX_LAYER, 1),
                                     clamp(max_distance, 8, positions.MAX_DISTANCE, 256))
     return views.rotary_figure(curve)
 
 
-@handler
+@user_errors
 def show_learned_positions(registry, n_positions: float):
     n = clamp(n_positions, 8, positions.MAX_POSITIONS, 128)
     return views.positions_figure(positions.learned_position_similarity(registry.sentence_encoder(), n))
 
 
 # ---- logit lens ---------------------------------------------------------------------------
-@handler
+@user_errors
 def run_lens(registry, prompt: str, as_chat: bool, top_k: float):
     lens = logit_lens(registry.chat_model(), prompt, bool(as_chat), clamp(top_k, 1, MAX_TOP_K, 5))
     last, final = len(lens.tokens) - 1, len(lens.layers) - 1
@@ -142,7 +127,7 @@ def run_lens(registry, prompt: str, as_chat: bool, top_k: float):
             views.cell_table(lens, final, last), views.chosen_figure(lens, last), notes)
 
 
-@handler
+@user_errors
 def show_cell(lens, layer, position):
     if lens is None or layer is None or position is None:
         return gr.skip(), gr.skip(), gr.skip()
@@ -152,7 +137,7 @@ def show_cell(lens, layer, position):
             views.chosen_figure(lens, position))
 
 
-@handler
+@user_errors
 def select_cell(lens, evt: gr.SelectData):
     """A click on the grid: row = layer (last first), column = position (after the label column)."""
     row, column = evt.index if isinstance(evt.index, (list, tuple)) else (None, None)
@@ -356,9 +341,9 @@ def build(services, settings) -> TabHandle:
         tokens with probabilities, and the rank and probability of the model's final choice."""
         return logit_lens(registry.chat_model(), prompt, bool(as_chat), clamp(top_k, 1, MAX_TOP_K, 5)).as_dict()
 
-    gr.api(handler(tokenize_text), api_name="tokenize")
-    gr.api(handler(embedding_map), api_name="embedding_map", **queue)
-    gr.api(handler(lens), api_name="logit_lens", **queue)
+    gr.api(user_errors(tokenize_text), api_name="tokenize")
+    gr.api(user_errors(embedding_map), api_name="embedding_map", **queue)
+    gr.api(user_errors(lens), api_name="logit_lens", **queue)
     return _handle(calls, sections, {
         "text": text, "as_chat": as_chat, "word": word, "texts": block, "map": dims, "neighbour_of": near_word,
         "neighbours": near_k, "a": a, "b": b, "c": c, "expected": expected, "query": query, "key": key,
