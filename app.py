@@ -65,14 +65,23 @@ def create_services(settings: Settings, registry: ModelRegistry | None = None) -
     registry = registry or ModelRegistry(settings)
     activity = SessionActivity()
     store = DocumentStore(settings, registry.sentence_encoder, activity=activity)
-    return Services(settings, registry, store, Housekeeper(store, settings.housekeeping_s), activity,
-                    Door(activity), GenerationService.from_settings(settings))
+    door = Door(activity, max_upload_bytes=door_file_bytes(settings) + 1_000_000,  # + the multipart framing
+                max_request_bytes=settings.max_request_kb * 1000)
+    return Services(settings, registry, store, Housekeeper(store, settings.housekeeping_s), activity, door,
+                    GenerationService.from_settings(settings))
+
+
+def door_file_bytes(settings: Settings) -> int:
+    """The largest file the door lets in: a session's size limit plus 1 MB, so a file just over the
+    limit still gets its own message in the ingestion report; anything larger is HTTP 413."""
+    return int(settings.max_upload_mb * 1e6) + 1_000_000
 
 
 def build_demo(settings: Settings | None = None, registry: ModelRegistry | None = None) -> gr.Blocks:
     settings = settings or Settings.from_env()
     services = create_services(settings, registry)
-    with gr.Blocks(title="genai-lab") as demo:
+    # Uploads and the files handlers return (heatmap PNGs) leave gradio's cache once this old.
+    with gr.Blocks(title="genai-lab", delete_cache=(settings.cache_clean_s, settings.cache_clean_s)) as demo:
         gr.Markdown(INTRO)
         bar = lessons.build_bar(settings)  # the lesson bar sits above the tabs it drives
         handles = []
@@ -97,7 +106,9 @@ def build_demo(settings: Settings | None = None, registry: ModelRegistry | None 
     demo.unload(end_session)
     # Sweeps sessions the browser never closed (API clients) and frees their memory, off the request path.
     services.housekeeper.start()
-    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.model_concurrency)
+    # api_open=False: a direct POST to /gradio_api/run/<api> cannot skip the queue (it is open by default
+    # off Spaces); every model job waits its turn.
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.model_concurrency, api_open=False)
     demo.services = services  # lets tests and bench reach the services...
     demo.registry = services.registry  # ...and the loaded models
     return demo
@@ -115,6 +126,8 @@ def launch_kwargs(settings: Settings, services: Services) -> dict:
                                 font_mono=["ui-monospace", "Consolas", "monospace"]),
         "footer_links": ["api", "settings"],
         "state_session_capacity": settings.session_capacity,
+        # At the door: an upload far over the per-session size limit is refused with HTTP 413 before it is stored.
+        "max_file_size": door_file_bytes(settings),
     }
 
 

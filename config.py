@@ -114,6 +114,11 @@ class Settings:
     # client address may start per hour, 0 = no quota (GENAI_LAB_ADDRESS_SESSIONS_PER_HOUR; a class
     # behind one school router shares an address). GENAI_LAB_TRUSTED_PROXIES: how many reverse
     # proxies in front of the app append to X-Forwarded-For (0: the address is the TCP peer's).
+    # The largest request body other than an upload, in kB (GENAI_LAB_MAX_REQUEST_KB): event inputs
+    # (a prompt, a passage, a chat history) are capped at the door. Files in gradio's cache (uploads,
+    # generated images) are deleted once older than GENAI_LAB_CACHE_CLEAN_S, checked as often.
+    max_request_kb: int = 1000
+    cache_clean_s: int = 1800
     # Time budget for reading one uploaded file (GENAI_LAB_PARSE_TIME_LIMIT_S): a file built to be
     # slow to parse is stopped (its parser runs in a child process) and reported.
     parse_time_limit_s: float = 20.0
@@ -177,6 +182,8 @@ class Settings:
             max_chunks_per_session=num("GENAI_LAB_MAX_CHUNKS", 5000),
             session_ttl_s=num("GENAI_LAB_SESSION_TTL_S", 3600),
             session_grace_s=num("GENAI_LAB_SESSION_GRACE_S", 600.0, float),
+            max_request_kb=num("GENAI_LAB_MAX_REQUEST_KB", 1000),
+            cache_clean_s=num("GENAI_LAB_CACHE_CLEAN_S", 1800),
             parse_time_limit_s=num("GENAI_LAB_PARSE_TIME_LIMIT_S", 20.0, float),
             total_chunks=num("GENAI_LAB_TOTAL_CHUNKS", 60_000),
             total_upload_mb=num("GENAI_LAB_TOTAL_UPLOAD_MB", 400.0, float),

@@ -8,6 +8,12 @@ must refuse or notice before any handler runs.
   its heartbeat connection drops. Only the first open connection per session reaches gradio; a
   second one (a reconnect while the old one still looks open, or anyone else holding the session
   hash) gets a plain keep-alive stream from here, so leaving it can never end the session.
+- Request bodies are capped before gradio reads them (HTTP 413): an upload at the session's size
+  limit, everything else (event inputs included, which gradio stores in the session before it
+  validates them) at `max_request_kb`.
+- Routes this app never uses answer 404: deep links (they read a session's UI values by its hash),
+  the proxy, media streams, recordings, component servers, vibe editing, run history,
+  monitoring, login, dev reload, MCP.
 
 Installed through `demo.launch(app_kwargs={"middleware": [door.middleware()]})` (app.launch_kwargs),
 which gradio passes to its FastAPI app.
@@ -21,10 +27,15 @@ import threading
 from urllib.parse import parse_qs
 
 from starlette.middleware import Middleware
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.responses import PlainTextResponse
 
 from models.sessions import SessionActivity
 
 HEARTBEAT = re.compile(r"/gradio_api/heartbeat/([^/]+)/?$")
+UPLOAD = re.compile(r"/gradio_api/upload/?$")
+CLOSED = re.compile(r"^/(?:gradio_api/(?:proxy=|stream/|(?:deep_link|process_recording|component_server|vibe-edit|"
+                    r"undo-vibe-edit|vibe-code|run-history|runs|dev/reload|mcp)(?:/|$))|(?:monitoring|login|logout)(?:/|$))")
 KEEPALIVE_EVERY_S = 15.0  # gradio's default heartbeat interval
 _POLL_S = 0.5
 
@@ -32,8 +43,10 @@ _POLL_S = 0.5
 class Door:
     """What the middleware needs from the app: session activity and a way to stop its streams."""
 
-    def __init__(self, activity: SessionActivity):
+    def __init__(self, activity: SessionActivity, max_upload_bytes: int = 21_000_000,
+                 max_request_bytes: int = 1_000_000):
         self.activity = activity
+        self.max_upload_bytes, self.max_request_bytes = max_upload_bytes, max_request_bytes
         self.closing = threading.Event()
 
     def middleware(self) -> Middleware:
@@ -61,12 +74,18 @@ class DoorMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        heartbeat = HEARTBEAT.search(scope.get("path", ""))
+        path = scope.get("path", "")
+        if CLOSED.match(path):
+            return await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+        heartbeat = HEARTBEAT.search(path)
         if heartbeat:
             return await self._heartbeat(heartbeat.group(1)[:128], scope, receive, send)
         session = _session_in_query(scope)
         if session:
             self.door.activity.seen(session)
+        if scope.get("method") in ("POST", "PUT", "PATCH"):
+            limit = self.door.max_upload_bytes if UPLOAD.search(path) else self.door.max_request_bytes
+            return await RequestBodyLimitMiddleware(self.app, max_body_size=limit)(scope, receive, send)
         return await self.app(scope, receive, send)
 
     async def _heartbeat(self, session: str, scope, receive, send) -> None:

@@ -38,6 +38,9 @@ STAGE_SPAN = {"parse": (0.0, 0.1), "split": (0.1, 0.2), "embed": (0.2, 0.9), "st
 # A question shares the model's context budget with the retrieved chunks; ~2,000 characters is
 # ~500 tokens, which leaves room for them.
 MAX_QUESTION_CHARS = 2000
+# What the upload accepts (checked by gradio for every file, in the browser and on the server); the
+# content decides the kind (models/rag/documents.sniff_kind).
+UPLOAD_TYPES = [".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,7 +275,7 @@ def build(services: Services, settings) -> TabHandle:
     with gr.Row():
         with gr.Column(scale=2):
             files = gr.File(label="Documents: PDF, DOCX, HTML, Markdown or text", file_count="multiple",
-                            elem_id="rag-files")
+                            file_types=UPLOAD_TYPES, elem_id="rag-files")
             with gr.Accordion("Chunking", open=False) as chunking_knobs:
                 chunk_size = gr.Slider(32, 512, value=128, step=16, label="Chunk size")
                 overlap = gr.Slider(0, 128, value=16, step=4, label="Overlap")
