@@ -14,6 +14,7 @@ from __future__ import annotations
 import gradio as gr
 
 from models import hardware
+from models.lessons.warmup import Need
 from models.quant import compare, report, run
 from models.quant import schemes as qs
 from models.quant.cache import QuantCache
@@ -22,6 +23,7 @@ from models.registry import CHAT, ENCODER
 from tabs import quantized_ladder
 from tabs import quantized_views as views
 from tabs.common import model_queue, user_errors
+from tabs.handles import Action, Call, TabHandle
 
 INTRO = """## Quantized vs full
 Quantization stores weights with fewer bits (8 or 4 instead of 32). It makes a model smaller, often
@@ -121,7 +123,26 @@ def details(cache: QuantCache, model_key: str, progress=gr.Progress()):
             hardware.explain(hardware.summary()), kernels)
 
 
-def build(services, settings) -> None:
+def warm(cache: QuantCache, model_key: str) -> None:
+    """Build what the Compare chain builds once per process (every scheme, the reference scores,
+    the bytes and the kernels), so a class's first Compare only times the models."""
+    report.quality_rows(cache, model_key)
+    report.bytes_rows(cache, model_key)
+    report.kernel_rows(cache, model_key)
+
+
+def warmed(cache: QuantCache, model_key: str) -> bool:
+    """True once `warm` (or a first Compare, which builds in the same order) has finished."""
+    return all((model_key, key) in cache.kernels for key in [qs.FULL, *(s.key for s in qs.schemes_for(model_key))])
+
+
+def warm_ups(cache: QuantCache, registry) -> list[Need]:
+    """Lesson warm-ups (GENAI_LAB_WARMUP): each model's quantized builds and reference scores."""
+    return [Need(f"quant-{key}", f"{registry.specs[key].display_name}'s quantized builds and reference scores",
+                 lambda key=key: warm(cache, key), lambda key=key: warmed(cache, key)) for key in (CHAT, ENCODER)]
+
+
+def build(services, settings) -> TabHandle:
     registry = services.registry
     cache = QuantCache(registry)  # quantized builds, reference logits, vectors, kernels: once per app
     _, queries = run.encoder_eval()
@@ -198,10 +219,15 @@ def build(services, settings) -> None:
         return details(cache, model_key, progress)
 
     model.change(on_model, model, scheme, api_name="quant_schemes")
-    (run_btn.click(stream, [model, scheme, prompt, max_new], [status, full_out, quant_out, strip],
-                   api_name="quant_stream", **model_queue(settings))
-     .success(table_fn, [model, prompt, max_new], [table, cost], api_name="quant_compare",
-              **model_queue(settings))
-     .success(charts, cost, [size_plot, speed_plot, ttft_plot], api_name="quant_charts")
-     .success(details_fn, model, [quality, bytes_table, bytes_plot, hardware_md, kernels],
-              api_name="quant_details", **model_queue(settings)))
+    queue = model_queue(settings)
+    calls = (Call(stream, [model, scheme, prompt, max_new], [status, full_out, quant_out, strip], queue),
+             Call(table_fn, [model, prompt, max_new], [table, cost], queue),
+             Call(charts, cost, [size_plot, speed_plot, ttft_plot]),
+             Call(details_fn, model, [quality, bytes_table, bytes_plot, hardware_md, kernels], queue))
+    (run_btn.click(**calls[0].kwargs(), api_name="quant_stream")
+     .success(**calls[1].kwargs(), api_name="quant_compare")
+     .success(**calls[2].kwargs(), api_name="quant_charts")
+     .success(**calls[3].kwargs(), api_name="quant_details"))
+    return TabHandle("quantized", {"model": model, "scheme": scheme, "new_tokens": max_new, "prompt": prompt},
+                     {"compare": Action(calls, "Compare", (), "quant-table")}, needs=warm_ups(cache, registry),
+                     value_needs={"model": {CHAT: ("chat", "quant-chat"), ENCODER: ("encoder", "quant-encoder")}})
