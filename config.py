@@ -7,6 +7,7 @@ Each field documents the variable that sets it (see README, "Configuration").
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,14 @@ def _warmup_lessons(value: str | None) -> tuple[str, ...]:
     if value is None or _flag(value) is not None:
         return ()
     return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _deployment(raw: str) -> str:
+    """A deployment name fit for Chroma collection names: [a-z0-9-], at most 40 characters."""
+    name = re.sub(r"[^a-z0-9-]+", "-", raw.strip().lower()).strip("-")[:40]
+    if raw.strip() and not name:
+        raise ValueError(f"GENAI_LAB_DEPLOYMENT={raw!r} has no letters or digits")
+    return name
 
 
 def _default_cache_dir(env: Mapping[str, str]) -> Path:
@@ -104,6 +113,15 @@ class Settings:
     # or for GENAI_LAB_SESSION_TTL_S if it never held a heartbeat here (scripts, other replicas).
     chroma_host: str | None = None
     chroma_port: int = 8000
+    # A Chroma server's TLS (CHROMA_SSL=1), token (CHROMA_TOKEN, sent in CHROMA_AUTH_HEADER:
+    # "Authorization" as a Bearer token, or "X-Chroma-Token"), and the time limit of each call
+    # (CHROMA_TIMEOUT_S). GENAI_LAB_DEPLOYMENT names this deployment's collections, so deployments
+    # sharing one server never sweep each other's sessions (replicas of one deployment share it).
+    chroma_ssl: bool = False
+    chroma_token: str | None = field(default=None, repr=False)
+    chroma_auth_header: str = "Authorization"
+    chroma_timeout_s: float = 30.0
+    deployment: str = ""
     max_files_per_session: int = 20
     max_upload_mb: float = 20.0
     max_chunks_per_session: int = 5000
@@ -177,6 +195,11 @@ class Settings:
             batch_wait_ms=num("GENAI_LAB_BATCH_WAIT_MS", 5.0, float),
             chroma_host=env.get("CHROMA_HOST") or None,
             chroma_port=num("CHROMA_PORT", 8000),
+            chroma_ssl=bool(_flag(env.get("CHROMA_SSL"))),
+            chroma_token=env.get("CHROMA_TOKEN") or None,
+            chroma_auth_header=env.get("CHROMA_AUTH_HEADER") or "Authorization",
+            chroma_timeout_s=num("CHROMA_TIMEOUT_S", 30.0, float),
+            deployment=_deployment(env.get("GENAI_LAB_DEPLOYMENT") or ""),
             max_files_per_session=num("GENAI_LAB_MAX_FILES", 20),
             max_upload_mb=num("GENAI_LAB_MAX_UPLOAD_MB", 20.0, float),
             max_chunks_per_session=num("GENAI_LAB_MAX_CHUNKS", 5000),

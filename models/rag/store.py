@@ -1,8 +1,9 @@
 """Chunks and their MiniLM vectors in chromadb: one collection per browser session.
 
 The store is an embedded PersistentClient under `settings.data_dir/chroma` (telemetry off),
-or a Chroma server when `settings.chroma_host` is set. A session's collection is named from
-a hash of its session id, so one session can never address another's chunks: every read,
+or a Chroma server when `settings.chroma_host` is set (auth, TLS, a time limit on every call and
+per-deployment names: models/rag/chroma.py). A session's collection is named from a hash of its
+session id (and the deployment), so one session can never address another's chunks: every read,
 list and delete goes through `collection_for(session_id)`. The bundled sample corpus lives in
 one shared collection that no session operation writes to. `sweep()` deletes the collections of
 sessions that ended: silent for `session_grace_s` after their heartbeat dropped, or for
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import threading
 import time
@@ -41,47 +41,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.errors import NotFoundError
 
 from models.rag.budget import Budgets, LimitError, Usage, check_session
+from models.rag.chroma import (
+    SESSION_PREFIX,
+    MiniLMEmbedding,
+    StoreUnavailable,
+    make_client,
+    owns_sample,
+    owns_session,
+    sample_collection_name,
+    session_collection_name,
+)
 from models.rag.chunking import Chunk
 from models.rag.keyword import KeywordIndex, KeywordIndexCache, chunk_fingerprint, fuse
 from models.sessions import SessionActivity
 from models.similarity import embed
 
 log = logging.getLogger(__name__)
-SESSION_PREFIX = "session-"
-SAMPLE_PREFIX = "sample-"
 _TOUCH_EVERY_S = 30.0  # how often a session's last_seen is written back to the store
 WRITE_WAIT_S = 60.0  # how long a write waits for another write of the same session
-__all__ = ["DocumentStore", "DocumentInfo", "Hit", "LimitError", "session_collection_name"]
-
-
-class MiniLMEmbedding(EmbeddingFunction[Documents]):
-    """chromadb embedding function over the app's SentenceTransformer (unit-length vectors)."""
-
-    def __init__(self, encoder: Any = None, batch_size: int = 64):
-        self.encoder = encoder
-        self.batch_size = batch_size
-
-    def __call__(self, input: Documents) -> Embeddings:
-        if self.encoder is None:
-            raise RuntimeError("MiniLMEmbedding was built without an encoder")
-        return list(embed(self.encoder, list(input), self.batch_size))
-
-    @staticmethod
-    def name() -> str:
-        return "genai-lab-sentence-transformer"
-
-    def get_config(self) -> dict:
-        return {"batch_size": self.batch_size}
-
-    @staticmethod
-    def build_from_config(config: dict) -> MiniLMEmbedding:
-        return MiniLMEmbedding(None, config.get("batch_size", 64))
-
-    def default_space(self) -> str:
-        return "cosine"
+__all__ = ["SESSION_PREFIX", "DocumentStore", "DocumentInfo", "Hit", "LimitError", "StoreUnavailable", "make_client",
+           "session_collection_name"]
 
 
 @dataclass
@@ -109,25 +91,6 @@ class DocumentInfo:
     chunks: int
     pages: int
     complete: bool = True  # False: its ingestion was cut short; listed (to delete it) but never searched
-
-
-def make_client(settings):
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    if settings.chroma_host:
-        return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
-    path = settings.data_dir / "chroma"
-    path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-
-
-def session_collection_name(session_id: str) -> str:
-    """Stable, valid (3-512 chars of [a-zA-Z0-9._-]) and not reversible to the session id."""
-    if not session_id:
-        raise ValueError("No session id: reload the page.")
-    return SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()[:40]
 
 
 def _document_infos(metadatas: list[dict] | None) -> list[DocumentInfo]:
@@ -177,10 +140,14 @@ class DocumentStore:
         self._write_locks: dict[str, threading.RLock] = {}
         self.keywords = KeywordIndexCache()  # BM25 indexes of the sessions searched lately
 
+    def name_of(self, session_id: str) -> str:
+        """The session's collection name in this deployment."""
+        return session_collection_name(session_id, self.settings.deployment)
+
     @contextlib.contextmanager
     def writing(self, session_id: str, wait_s: float = WRITE_WAIT_S) -> Iterator[None]:
         """Hold this session's write lock (re-entrant): its writes run one at a time."""
-        name = session_collection_name(session_id)
+        name = self.name_of(session_id)
         with self._lock:
             lock = self._write_locks.setdefault(name, threading.RLock())
         if not lock.acquire(timeout=wait_s):
@@ -271,18 +238,19 @@ class DocumentStore:
 
     def _existing(self, session_id: str):
         """This session's collection, or None if it never stored anything (nothing is created)."""
-        name = session_collection_name(session_id)
+        name = self.name_of(session_id)
         if name in self._handles:
             return self.collection_for(session_id)
+        client = self.client  # a server that refuses us (auth, TLS) or is gone says so: that is no "empty session"
         try:
-            self.client.get_collection(name, embedding_function=self.embedding)
-        except Exception:  # chromadb raises NotFoundError (embedded) or ValueError/HTTP errors (server)
+            client.get_collection(name, embedding_function=self.embedding)
+        except NotFoundError:
             return None
         return self.collection_for(session_id)
 
     # ---- sessions ------------------------------------------------------------------------
     def collection_for(self, session_id: str):
-        name = session_collection_name(session_id)
+        name = self.name_of(session_id)
         now = time.time()
         collection = self._open(name, {"last_seen": now})
         if now - self._seen.get(name, 0.0) > _TOUCH_EVERY_S:
@@ -299,9 +267,9 @@ class DocumentStore:
         """Delete a session's collection (reset). True if there was one."""
         with self.writing(session_id):
             try:
-                self._delete(session_collection_name(session_id))
+                self._delete(self.name_of(session_id))
                 return True
-            except Exception:  # chromadb raises NotFoundError/ValueError depending on the client
+            except NotFoundError:
                 return False
 
     @_guarded
@@ -312,11 +280,11 @@ class DocumentStore:
         of another replica sharing the Chroma server sees it alive."""
         now = time.time() if now is None else now
         s, activity = self.settings, self.activity
-        sessions = {session_collection_name(session): session for session in activity.known()}
+        sessions = {self.name_of(session): session for session in activity.known()}
         removed = []
         for collection in self.client.list_collections():
             name = collection.name
-            if not name.startswith(SESSION_PREFIX):
+            if not owns_session(name, s.deployment):  # never another deployment's sessions
                 continue
             stored = max(float((collection.metadata or {}).get("last_seen", 0.0)), self._seen.get(name, 0.0))
             session = sessions.get(name)
@@ -362,7 +330,7 @@ class DocumentStore:
         """What all sessions hold, from the totals each session's collection carries."""
         total = Usage()
         for collection in self.client.list_collections():
-            if collection.name.startswith(SESSION_PREFIX):
+            if owns_session(collection.name, self.settings.deployment):
                 meta = collection.metadata or {}
                 total += Usage(int(meta.get("files", 0)), int(meta.get("bytes", 0)), int(meta.get("chunks", 0)))
         return total
@@ -393,7 +361,7 @@ class DocumentStore:
         extra = {"kind": kind, "bytes": n_bytes, "doc_chunks": len(chunks)}
         with self.writing(session_id):
             self._add(self.collection_for(session_id), chunks, embeddings, extra, batch)
-            self.keywords.invalidate(session_collection_name(session_id))
+            self.keywords.invalidate(self.name_of(session_id))
             self._record_totals(session_id)
 
     @staticmethod
@@ -423,7 +391,7 @@ class DocumentStore:
     @_guarded
     def ensure_sample(self, fingerprint: str, build: Callable[[], tuple[list[Chunk], np.ndarray]]) -> str:
         """Create the shared sample collection once per corpus/chunking fingerprint."""
-        name = SAMPLE_PREFIX + fingerprint[:40]
+        name = sample_collection_name(fingerprint, self.settings.deployment)
         with self._lock:
             if self.sample_name == name:
                 return name
@@ -433,7 +401,7 @@ class DocumentStore:
             self._add(collection, chunks, embeddings, {"kind": "markdown", "bytes": 0})
             self._write_meta(collection, shared=True, complete=True)
         for other in self.client.list_collections():  # older versions of the corpus
-            if other.name.startswith(SAMPLE_PREFIX) and other.name != name:
+            if owns_sample(other.name, self.settings.deployment) and other.name != name:
                 self._delete(other.name)
         self.sample_name = name
         return name
