@@ -93,6 +93,13 @@ def app_url(settings, registry):
         yield url
 
 
+def patient_client(url: str):
+    """A gradio_client Client whose HTTP calls wait up to 2 minutes (a shared, busy test machine)."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, httpx_kwargs={"timeout": 120})
+
+
 @pytest.fixture(scope="session")
 def client(app_url):
     from gradio_client import Client

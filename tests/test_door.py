@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import launched_app
-from gradio_client import Client, handle_file
+from conftest import launched_app, patient_client
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from test_hostile_input import still_serving
 
@@ -31,7 +31,7 @@ def test_a_file_type_the_chat_cannot_read_is_refused_at_the_door(app_url, tmp_pa
     path = tmp_path / "tool.exe"
     path.write_text("Plain text in a file named like a program.")
     with pytest.raises(AppError, match="Invalid file type"):
-        Client(app_url, verbose=False).predict([handle_file(str(path))], 64, 8, "tokens", api_name="/rag_ingest")
+        patient_client(app_url).predict([handle_file(str(path))], 64, 8, "tokens", api_name="/rag_ingest")
 
 
 def test_event_bodies_are_capped_before_gradio_stores_them(app_url, settings):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from gradio_client import Client
+from conftest import patient_client
 from gradio_client.exceptions import AppError
 from test_hostile_input import still_serving
 
@@ -53,7 +53,7 @@ def test_client_history_in_the_qna_bot_is_capped_before_the_prompt_is_fitted(cli
 
 @pytest.mark.parametrize("spec", ["0-20000000", "0-99999999999999999999", "-5--1", "3-1,x"])
 def test_attention_layer_specs_that_expand_to_millions_get_a_message(app_url, spec):
-    client = Client(app_url, verbose=False)
+    client = patient_client(app_url)
     start = time.perf_counter()
     with pytest.raises(AppError, match="does not exist|is not a layer|Layer"):
         client.predict("encoder", "The cat sat on the mat.", "", 0, False, spec, api_name="/attention_views")

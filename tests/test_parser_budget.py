@@ -10,7 +10,8 @@ import zipfile
 import zlib
 
 import pytest
-from gradio_client import Client, handle_file
+from conftest import patient_client
+from gradio_client import handle_file
 from test_rag_app import rows
 
 from models.rag.documents import DocumentError, load_document
@@ -176,7 +177,7 @@ def test_a_batch_of_bombs_through_the_app_loses_the_good_file(app_url, tmp_path)
     files["good.txt"] = b"The harbour master keeps a blue logbook in the tower."
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    client = Client(app_url, verbose=False)
+    client = patient_client(app_url)
     start = time.perf_counter()
     report, status, *_ = client.predict([handle_file(str(tmp_path / n)) for n in files], 64, 8, "tokens",
                                         api_name="/rag_ingest")
@@ -201,7 +202,7 @@ def test_text_without_spaces_is_counted_before_it_is_split(app_url, tmp_path):
     then refuse it anyway. Now the estimate refuses it first, in the preview and at indexing."""
     path = tmp_path / "spaceless.txt"
     path.write_text("ab" * 1_000_000)
-    client = Client(app_url, verbose=False)
+    client = patient_client(app_url)
     start = time.perf_counter()
     table, _ = client.predict([handle_file(str(path))], 128, 16, "tokens", api_name="/rag_preview")
     assert "a session holds at most" in rows(table)[0][4]
@@ -215,13 +216,13 @@ def test_the_preview_has_the_ingestion_guards_and_waits_in_the_model_queue(app_u
     for i in range(settings.max_files_per_session + 1):
         paths.append(tmp_path / f"n{i}.txt")
         paths[-1].write_text(f"Note {i}.")
-    client = Client(app_url, verbose=False)
+    client = patient_client(app_url)
     with pytest.raises(Exception, match="a session holds at most"):
         client.predict([handle_file(str(p)) for p in paths], 64, 8, "tokens", api_name="/rag_preview")
     # Every model slot busy indexing ~100 chunks: the preview waits its turn instead of running beside them.
     long_note = tmp_path / "long.txt"
     long_note.write_text(" ".join(f"Sentence {i} is about the tides of the northern sea." for i in range(250)))
-    others = [Client(app_url, verbose=False) for _ in range(settings.model_concurrency)]
+    others = [patient_client(app_url) for _ in range(settings.model_concurrency)]
     busy = [other.submit([handle_file(str(long_note))], 32, 0, "tokens", api_name="/rag_ingest") for other in others]
     time.sleep(0.5)
     preview = client.submit([handle_file(str(paths[0]))], 64, 8, "tokens", api_name="/rag_preview")

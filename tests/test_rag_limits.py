@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from conftest import launched_app
+from conftest import launched_app, patient_client
 from gradio_client import Client, handle_file
 from test_rag_app import rows
 
@@ -34,7 +34,7 @@ def write_notes(folder, prefix: str, count: int) -> list[str]:
 
 def test_two_uploads_at_once_cannot_pass_the_file_limit_together(app_url, settings, tmp_path):
     """Each upload alone fits (12 files, limit 20); together they used to end with 24 documents."""
-    client = Client(app_url, verbose=False)
+    client = patient_client(app_url)
     batches = [write_notes(tmp_path, name, 12) for name in ("red", "blue")]
     jobs = [client.submit([handle_file(p) for p in batch], 64, 8, "tokens", api_name="/rag_ingest")
             for batch in batches]
@@ -62,7 +62,7 @@ def test_minted_sessions_meet_the_address_quota_and_the_class_budget(tight_app, 
         report = rows(client.predict([handle_file(str(path))], 32, 0, "tokens", api_name="/rag_ingest")[0])
         return report[0]
 
-    minted = [Client(tight_app, verbose=False) for _ in range(4)]
+    minted = [patient_client(tight_app) for _ in range(4)]
     firsts = [upload(client, f"s{i}", 1) for i, client in enumerate(minted[:3])]
     assert all(row[1] == "added" for row in firsts), firsts
     used = sum(row[4] for row in firsts)

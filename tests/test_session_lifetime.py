@@ -15,7 +15,7 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import launched_demo
+from conftest import launched_demo, patient_client
 from gradio_client import Client, handle_file
 from test_rag_app import rows
 
@@ -46,7 +46,7 @@ def note(tmp_path_factory):
 
 def session_client(url: str, session: str) -> Client:
     """A gradio_client acting for `session`, without a heartbeat of its own (the test holds it)."""
-    client = Client(url, verbose=False)
+    client = patient_client(url)
     client.close()  # stops the heartbeat thread of the client's own random session
     client.session_hash = session
     return client
