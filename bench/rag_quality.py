@@ -10,13 +10,15 @@ split's documents, with the app's defaults otherwise (sample corpus included, to
 128 tokens). The figures are models/rag/quality.py's. Rows that differ only after decoding reuse
 the model's answers (a cache keyed by the exact prompt), so they cost no generation.
 `--calibrate` runs the calibration split with the rule off, records every signal, and searches
-the rule's thresholds and the checker's similarity for the most right outcomes at a refusal
-precision of at least 0.9 (models/rag/refusal.calibrate); the defaults in refusal.py, verify.py and
-turn.py are what it printed.
+the rule's thresholds and the checker's similarity and topic margin for the most right outcomes
+at a refusal precision of at least 0.9 (models/rag/refusal.calibrate); the defaults in refusal.py,
+verify.py and turn.py are what it printed. `--cache FILE` keeps the model's answers by prompt
+between runs.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import time
@@ -26,11 +28,12 @@ from pathlib import Path
 from config import Settings
 from models.rag import quality
 from models.rag.chunking import make_splitter
-from models.rag.grounded import Answering, GroundedTurn
+from models.rag.grounded import Answering, GroundedTurn, asserted, compose
 from models.rag.ingest import ingest
-from models.rag.refusal import Signals, calibrate
+from models.rag.refusal import Decision, calibrate
 from models.rag.store import DocumentStore
 from models.rag.turn import Retrieval, ask, final
+from models.rag.verify import verify
 from models.registry import ModelRegistry
 
 SESSION = "quality-eval"
@@ -83,64 +86,80 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def evaluate(split: str = "heldout", rows: list[str] | None = None, with_qna: bool = True, log=print) -> dict:
+def evaluate(split: str = "heldout", rows: list[str] | None = None, with_qna: bool = True, log=print,
+             cache: dict | None = None) -> dict:
     """Every row of the ablation around the app's defaults (or the named ones), and the QnA rows."""
     settings, store, lm, encoder, questions = setup(split)
     chosen = {name: row for name, row in quality.ablation(Retrieval(), Answering()).items()
               if not rows or name.split(" (")[0] in rows or name in rows}
     results = quality.evaluate_answers(store, SESSION, lm, encoder, questions, chosen,
-                                       context_tokens=settings.context_tokens, log=log)
+                                       context_tokens=settings.context_tokens, log=log, cache=cache)
     if with_qna:
         for name, found in qna_rows(lm, encoder, questions, settings, log).items():
             results[name] = quality.summarize(found, 4)
     return {"split": split, "questions": len(questions), "rows": results}
 
 
-def calibration_records(split: str = "calibration", log=print) -> list[dict]:
-    """Every calibration question answered with the rule off, with what each decision would give."""
+def load_cache(path: str | None) -> dict:
+    """The model's answers by prompt from an earlier run (--cache), so a rerun decodes nothing new."""
+    if not path or not Path(path).exists():
+        return {}
+    return {tuple(key): value for key, value in json.loads(Path(path).read_text())}
+
+
+def save_cache(cache: dict, path: str | None) -> None:
+    if path:
+        Path(path).write_text(json.dumps([[list(key), value] for key, value in cache.items()]))
+
+
+def calibration_pass(split: str = "calibration", cache: dict | None = None, log=print) -> tuple[list[dict], object]:
+    """Every calibration question answered with the rule off (threshold 0): its signals before
+    reading, the model's draft and what the reader saw -- enough to replay any checker setting and
+    rule without decoding again. Returns (records, encoder)."""
     settings, store, lm, encoder, questions = setup(split)
     records = []
     for q in questions:
         turn = final(ask(store, SESSION, lm, encoder, q.question, [], Retrieval(threshold=0.0),
-                         answering=Answering(rule=None), context_tokens=settings.context_tokens))
+                         answering=Answering(rule=None), context_tokens=settings.context_tokens, cache=cache))
         if not isinstance(turn, GroundedTurn) or turn.signals is None:
             continue
         evidence_cos = next((h.score for h in turn.hits if q.answerable and h.source == q.document
                              and quality._norm(q.evidence) in quality._norm(h.text)), None)
-        claims = turn.verification.claims if turn.verification else []
-        records.append({
-            "question": q.question, "answerable": q.answerable, "evidence_cosine": evidence_cos,
-            "signals": turn.signals.as_dict(), "draft": turn.draft,
-            "draft_right": q.answerable and quality.contains_answer(turn.draft, q.answers),
-            "best": turn.context.best.text if turn.context.best else "",
-            "best_right": bool(turn.context.best) and q.answerable and quality.contains_answer(
-                turn.context.best.text, q.answers),
-            "claims": [{"fits": c.fits, "similarity": round(c.similarity, 4), "lexical": c.lexical,
-                        "evidence_right": bool(c.evidence) and q.answerable and quality.contains_answer(
-                            c.evidence.text, q.answers)} for c in claims]})
+        records.append({"q": q, "turn": turn, "evidence_cosine": evidence_cos})
         log(f"  {q.question} -> {turn.draft!r} {turn.signals.as_dict()}")
-    return records
+    return records, encoder
 
 
-def choose_rule(records: list[dict], similarities=(0.4, 0.5, 0.6, 0.7)) -> tuple:
-    """The rule and the checker's similarity with the most right outcomes at refusal precision >= 0.9
-    (refusal.calibrate for each similarity; ties go to the stricter check)."""
+def replay(encoder, record: dict, **checker) -> tuple:
+    """(signals, answerable, right if answered, right if quoted) of a record under a checker setting."""
+    q, turn = record["q"], record["turn"]
+    signals = replace(turn.signals, supported=None, on_topic=None)
+    verification = None
+    if not turn.signals.model_refused:
+        verification = verify(encoder, turn.draft, turn.context, **checker)
+        if verification.claims:
+            signals = replace(signals, supported=verification.supported, on_topic=verification.on_topic)
+    answered = compose(Decision("answer", ""), turn.draft, verification, turn.context)[0]
+    quoted = compose(Decision("quote", ""), turn.draft, verification, turn.context)[0]
+    return (signals, q.answerable, q.answerable and quality.contains_answer(asserted(answered), q.answers),
+            q.answerable and quality.contains_answer(asserted(quoted), q.answers))
+
+
+CHECKER_GRID = {"min_similarity": (0.4, 0.5, 0.6, 0.7), "topic_margin": (0.05, 0.1, 0.15, 0.2, 0.3, 2.0),
+                "reach": (0, 1)}
+
+
+def choose_rule(records: list[dict], encoder) -> tuple:
+    """The checker setting and rule with the most right outcomes at refusal precision >= 0.9
+    (refusal.calibrate for each checker setting; ties go to the stricter check)."""
     best = None
-    for tau in similarities:
-        rows = []
-        for r in records:
-            s = r["signals"]
-            verdicts = [c["fits"] and (c["similarity"] >= tau or c["lexical"]) for c in r["claims"]]
-            supported = None if s["model_refused"] or not verdicts else all(verdicts)
-            signals = Signals(s["top_cosine"], s["fused"], s["coverage"], s["best_sentence"], s["model_refused"],
-                              supported)
-            quote_right = next((c["evidence_right"] for c, ok in zip(r["claims"], verdicts, strict=True) if not ok),
-                               r["best_right"])
-            rows.append((signals, r["answerable"], r["draft_right"], quote_right))
-        rule, figures = calibrate(rows)
-        if best is None or figures["right"] >= best[2]["right"]:
-            best = (rule, tau, figures)
-    return best
+    for values in itertools.product(*CHECKER_GRID.values()):
+        checker = dict(zip(CHECKER_GRID, values, strict=True))
+        rule, figures = calibrate([replay(encoder, r, **checker) for r in records])
+        key = (figures["right"], checker["min_similarity"], -checker["topic_margin"], -checker["reach"])
+        if best is None or key > best[0]:
+            best = (key, rule, checker, figures)
+    return best[1:]
 
 
 def main() -> dict:
@@ -155,18 +174,20 @@ def cli() -> None:
     parser.add_argument("--rows", help="comma-separated row names (the part before any bracket)")
     parser.add_argument("--no-qna", action="store_true", help="skip the QnA passage-mode rows")
     parser.add_argument("--calibrate", action="store_true", help="choose the defaults on the calibration split")
-    parser.add_argument("--out", help="write the figures (or calibration records) as JSON here")
+    parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument("--cache", help="a JSON file of the model's answers by prompt, read and updated")
     args = parser.parse_args()
+    cache = load_cache(args.cache)
     if args.calibrate:
-        records = calibration_records()
-        rule, tau, figures = choose_rule(records)
+        records, encoder = calibration_pass(cache=cache)
+        save_cache(cache, args.cache)
+        rule, checker, figures = choose_rule(records, encoder)
         cosines = sorted(r["evidence_cosine"] for r in records if r["evidence_cosine"] is not None)
-        print(json.dumps({"rule": rule.__dict__, "min_similarity": tau, "figures": figures,
-                          "lowest_answer_chunk_cosines": cosines[:3]}, indent=1))
-        if args.out:
-            Path(args.out).write_text(json.dumps(records, indent=1))
+        print(json.dumps({"rule": rule.__dict__, "checker": checker, "figures": figures,
+                          "lowest_answer_chunk_cosines": [round(c, 3) for c in cosines[:3]]}, indent=1))
         return
-    figures = evaluate(args.split, args.rows.split(",") if args.rows else None, not args.no_qna)
+    figures = evaluate(args.split, args.rows.split(",") if args.rows else None, not args.no_qna, cache=cache)
+    save_cache(cache, args.cache)
     print(table(figures["rows"]))
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=1))

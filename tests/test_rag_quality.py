@@ -113,6 +113,8 @@ def test_calibration_picks_the_rule_with_the_most_right_outcomes():
     rule, figures = refusal.calibrate(records)
     assert figures["right"] == 4 and figures["refusal_precision"] == 1.0 and figures["refusal_recall"] == 1.0
     assert rule.after_reading(records[1][0]).action == "quote"
+    # the vectorised search agrees with the rule applied one record at a time
+    assert sum(refusal.outcome(rule, *r)[1] for r in records) == figures["right"]
 
 
 # ---- the evaluation set and its scoring ----------------------------------------------------------
@@ -202,3 +204,50 @@ def test_the_keyword_index_is_cached_per_session_and_rebuilt_after_a_change(hybr
     assert all("XR-9001" not in h.text for h in after) and hybrid_store.keywords.builds == builds + 2
     # another session never sees these chunks, by keyword either
     assert hybrid_store.search("someone-else", "cabinet QJ-4471", 4, include_sample=False, hybrid=True) == []
+
+
+# ---- through the app: two clients, two keyword indexes -------------------------------------------
+def test_two_clients_never_share_a_keyword_index(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    alice, bob = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    cabinets = tmp_path / "cabinets.md"
+    cabinets.write_text("\n\n".join(f"Cabinet {code} in the storage room holds {item}."
+                                    for code, item in zip(CODES, STORAGE_ITEMS, strict=True)))
+    garden = tmp_path / "garden.md"
+    garden.write_text("Shed notes.\n\nThe green shed keeps the lawn mower, the rakes and the watering cans.")
+    alice.predict([handle_file(str(cabinets))], 32, 0, "tokens", api_name="/rag_ingest")
+    bob.predict([handle_file(str(garden))], 32, 0, "tokens", api_name="/rag_ingest")
+    question = "What does cabinet QJ-4471 hold?"
+    theirs = bob.predict(question, 4, 0.15, False, False, api_name="/rag_ask")
+    assert theirs["retrieved"] and all("Cabinet" not in h["text"] for h in theirs["retrieved"])
+    assert all(h["keyword_rank"] is None for h in theirs["retrieved"])  # no word of the question in Bob's chunks
+    assert theirs["refused"] and theirs["answer"] == "The documents don't contain the answer to this question."
+    mine = alice.predict(question, 4, 0.15, False, False, api_name="/rag_ask")
+    top = mine["retrieved"][0]
+    assert "QJ-4471" in top["text"] and top["keyword_rank"] == 1 and top["dense_rank"] >= 1
+    assert {"supported", "signals", "decision", "claims"} <= set(mine)
+
+
+def test_the_sources_panel_marks_supported_and_unsupported_claims(encoder):
+    from models.rag.grounded import GroundedTurn, compose
+    from models.rag.refusal import DEFAULT_RULE, Decision, Signals
+    from models.rag.store import Hit
+    from tabs.rag_views import checks_html, turn_sources_html
+
+    hit = Hit("h1", HANDBOOK + " <script>x</script>", "handbook.md", None, 0.6, False)
+    context = reader.build_context(encoder, "How many beds does the station have?", [hit.text])
+    checked = verify.verify(encoder, "The station has 42 beds. It has four cabins.", context)
+    assert [c.supported for c in checked.claims] == [False, True]
+    decision = Decision("quote", "the model's answer is not supported")
+    text, quote = compose(decision, "", checked, context)
+    assert text.startswith("~~The station has 42 beds.~~ (unsupported: not in the sources: 42)")
+    assert "It has four cabins. [1]" in text
+    assert text.endswith("“The station has 24 beds in four cabins.” [1]")
+    turn = GroundedTurn(question="How many beds?", context=context, verification=checked, decision=decision,
+                        quote=quote, signals=Signals(0.6, None, 1.0, 0.8, False, False, True), rule=DEFAULT_RULE,
+                        answer=text, used=[hit], done=True)
+    html = checks_html(turn)
+    assert "✗ unsupported" in html and "✓ supported" in html and "rag-unsupported" in html
+    assert "Refusal signals and rule" in html and DEFAULT_RULE.describe()[:40] in html
+    assert "<script>" not in turn_sources_html(turn)

@@ -140,7 +140,8 @@ def finish(turn: GroundedTurn, encoder, answering: Answering) -> None:
     declined = model_refused(turn.draft)
     if answering.verify and not declined:
         turn.verification = verify(encoder, turn.draft, turn.context)
-    turn.signals = replace(turn.signals, model_refused=declined, supported=turn.supported)
+    on_topic = turn.verification.on_topic if turn.verification and turn.verification.claims else None
+    turn.signals = replace(turn.signals, model_refused=declined, supported=turn.supported, on_topic=on_topic)
     turn.decision = decide(turn.signals, answering)
     turn.answer, turn.quote = compose(turn.decision, turn.draft, turn.verification, turn.context)
     turn.cited = cited_answer(turn, turn.used)
@@ -151,8 +152,9 @@ def decide(signals: Signals, answering: Answering) -> Decision:
     """The rule's decision; without a rule, an unsupported answer is quoted and a declined one shown."""
     if answering.rule is not None:
         return answering.rule.after_reading(signals)
-    if signals.supported is False:
-        return Decision("quote", "the model's answer is not supported: the best sentence is quoted")
+    if signals.supported is False or signals.on_topic is False:
+        return Decision("quote", "the model's answer is not supported or not about the question: the best "
+                                 "sentence is quoted")
     return Decision("answer", "no refusal rule: the model's answer is shown")
 
 
@@ -166,14 +168,17 @@ def compose(decision: Decision, draft: str, verification: Verification | None,
         if not claims:
             return draft, None
         return " ".join(f"{c.text} [{c.cites[0]}]" if c.supported else c.text for c in claims), None
-    quote = next((c.evidence for c in claims if not c.supported and c.evidence is not None), None) or context.best
-    kept = [f"{c.text} [{c.cites[0]}]" if c.supported else f"~~{c.text}~~ (unsupported: {c.reason})" for c in claims]
+    quote = next((c.evidence for c in claims if not c.supported and c.on_topic and c.evidence is not None),
+                 None) or context.best
+    kept = [f"{c.text} [{c.cites[0]}]" if c.supported and c.on_topic else
+            f"~~{c.text}~~ (unsupported: {c.reason})" if not c.supported else
+            f"~~{c.text}~~ (off-topic: it rests on a sentence about something else)" for c in claims]
     return " ".join(kept + [f"{QUOTE_INTRO} “{quote.text}” [{quote.chunk + 1}]"]), quote
 
 
 def asserted(answer: str) -> str:
-    """The answer without its struck-through unsupported claims (what it asserts)."""
-    return re.sub(r"~~.*?~~ \(unsupported: [^)]*\)\s*", "", answer)
+    """The answer without its struck-through unsupported or off-topic claims (what it asserts)."""
+    return re.sub(r"~~.*?~~ \((unsupported|off-topic): [^)]*\)\s*", "", answer)
 
 
 def cited_answer(turn: GroundedTurn, hits: list[Hit]) -> CitedAnswer:

@@ -171,7 +171,7 @@ def measured_support(encoder, turn) -> bool | None:
 
 def evaluate_answers(store, session_id: str, lm, encoder, questions: list[QualityQuestion], rows: dict[str, tuple], *,
                      context_tokens: int = 2048, k: int = 4, progress: Callable[[str, int, int], None] | None = None,
-                     log: Callable[[str], None] | None = None) -> dict[str, dict]:
+                     log: Callable[[str], None] | None = None, cache: dict | None = None) -> dict[str, dict]:
     """Ask every question under every row (in a session already holding the documents) and summarize
     each row. The rows share a cache of the model's answers by prompt, so a row that differs only
     after decoding (the check, the rule) costs no generation."""
@@ -180,7 +180,7 @@ def evaluate_answers(store, session_id: str, lm, encoder, questions: list[Qualit
     from models.rag.chain import NO_ANSWER
     from models.rag.turn import ask, final, summary
 
-    cache: dict = {}
+    cache = {} if cache is None else cache
     results = {}
     for name, (retrieval, answering) in rows.items():
         outcomes = []

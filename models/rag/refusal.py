@@ -10,12 +10,13 @@ answers in-domain questions the documents never address. Signals that separate t
   "Wi-Fi password", "gluten-free");
 - `top_cosine` and `fused`: the dense score of the best chunk, and its reciprocal-rank-fusion
   share (1.0 = first for both the vectors and BM25);
-- the model's own answer: whether it declined, and whether the checker found it supported.
+- the model's own answer: whether it declined, whether the checker found it supported, and
+  whether the sentence it rests on is about the question (`on_topic`).
 
 The rule runs in two steps. Before reading, it refuses when nothing in the documents is close
 (`best_sentence` or `coverage` under its floor) -- the model is not asked to guess. After
-reading, a supported answer stands; a declined or unsupported answer becomes the quoted best
-sentence when the evidence is strong (`quote_sentence`, `quote_coverage`), else a refusal. The
+reading, a supported, on-topic answer stands; a declined, unsupported or off-topic answer becomes
+the quoted best sentence when the evidence is strong (`quote_sentence`, `quote_coverage`), else a refusal. The
 thresholds are chosen by `calibrate` on the calibration split (bench/rag_quality.py --calibrate)
 and shown in the UI with the signals of each turn.
 """
@@ -26,6 +27,8 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Signals:
@@ -35,6 +38,7 @@ class Signals:
     best_sentence: float = 0.0
     model_refused: bool | None = None  # None: the model was not asked
     supported: bool | None = None  # None: not checked
+    on_topic: bool | None = None  # None: not checked
 
     def as_dict(self) -> dict:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -75,9 +79,10 @@ class RefusalRule:
         early = self.before_reading(s)
         if early is not None:
             return early
-        if not s.model_refused and s.supported is not False:
+        if not s.model_refused and s.supported is not False and s.on_topic is not False:
             return Decision("answer", "the model answered and the answer is supported")
-        why = "the model declined" if s.model_refused else "the model's answer is not supported"
+        why = ("the model declined" if s.model_refused else "the model's answer is not supported"
+               if s.supported is False else "the model's answer rests on a sentence that is not about the question")
         if self.strong(s):
             return Decision("quote", f"{why}, but the best sentence is close (cosine {s.best_sentence:.2f}, "
                                      f"coverage {s.coverage:.2f}): it is quoted")
@@ -86,10 +91,10 @@ class RefusalRule:
     def describe(self) -> str:
         """The rule in one paragraph, for the UI."""
         return (f"Refuse before asking the model if the best sentence's cosine is under {self.min_sentence:.2f} "
-                f"or the question's keyword coverage is under {self.min_coverage:.2f}. Otherwise keep a supported "
-                f"answer; if the model declines or its answer is unsupported, quote the best sentence when its "
-                f"cosine is at least {self.quote_sentence:.2f} and coverage at least {self.quote_coverage:.2f}, "
-                f"else refuse.")
+                f"or the question's keyword coverage is under {self.min_coverage:.2f}. Otherwise keep a "
+                f"supported answer about the question; if the model declines, or its answer is unsupported or "
+                f"off-topic, quote the best sentence when its cosine is at least {self.quote_sentence:.2f} and "
+                f"coverage at least {self.quote_coverage:.2f}, else refuse.")
 
 
 DEFAULT_RULE = RefusalRule()
@@ -110,28 +115,38 @@ def calibrate(records: Iterable[tuple[Signals, bool, bool, bool]], *, min_precis
               grid: dict[str, list[float]] | None = None) -> tuple[RefusalRule, dict]:
     """The rule with the most right outcomes on `records` (signals, answerable, right if answered,
     right if quoted) among those whose refusal precision is at least `min_precision`; ties go to
-    the rule refusing least. Returns (rule, its figures)."""
+    the rule refusing least. Returns (rule, its figures). Vectorised over the records: each rule of
+    the grid gives the same outcomes as `outcome`."""
     records = list(records)
     grid = grid or {"min_sentence": [0.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45],
                     "min_coverage": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
-                    "quote_sentence": [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 2.0],
-                    "quote_coverage": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0]}
+                    "quote_sentence": [0.0, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 2.0],
+                    "quote_coverage": [0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0]}
+    best_sentence = np.array([s.best_sentence for s, *_ in records])
+    coverage = np.array([s.coverage for s, *_ in records])
+    accepted = np.array([not s.model_refused and s.supported is not False and s.on_topic is not False
+                         for s, *_ in records])
+    answerable = np.array([a for _, a, _, _ in records])
+    right_answer = answerable & np.array([r for *_, r, _ in records])
+    right_quote = answerable & np.array([r for *_, r in records])
     best, best_key, best_figures = None, None, {}
-    n_unanswerable = sum(not a for _, a, _, _ in records) or 1
     for values in itertools.product(*grid.values()):
         rule = RefusalRule(**dict(zip(grid, values, strict=True)))
-        results = [outcome(rule, s, a, ra, rq) for s, a, ra, rq in records]
-        refused = [(r, a) for (r, _), (_, a, _, _) in zip(results, records, strict=True) if r]
-        precision = sum(not a for _, a in refused) / len(refused) if refused else 1.0
+        early = (best_sentence < rule.min_sentence) | (coverage < rule.min_coverage)
+        strong = (best_sentence >= rule.quote_sentence) & (coverage >= rule.quote_coverage)
+        refused = early | (~accepted & ~strong)
+        right = np.where(refused, ~answerable, np.where(accepted, right_answer, right_quote))
+        n_refused = int(refused.sum())
+        precision = float((refused & ~answerable).sum() / n_refused) if n_refused else 1.0
         if precision < min_precision:
             continue
-        right = sum(ok for _, ok in results)
-        key = (right, -len(refused))
+        key = (int(right.sum()), -n_refused)
         if best_key is None or key > best_key:
             best, best_key = rule, key
-            best_figures = {"right": right, "of": len(records), "refused": len(refused),
+            best_figures = {"right": key[0], "of": len(records), "refused": n_refused,
                             "refusal_precision": round(precision, 3),
-                            "refusal_recall": round(sum(not a for _, a in refused) / n_unanswerable, 3)}
+                            "refusal_recall": round(float((refused & ~answerable).sum() / max(1, (~answerable).sum())),
+                                                    3)}
     if best is None:
         raise ValueError("No rule in the grid reaches the required refusal precision.")
     return best, best_figures

@@ -10,6 +10,10 @@ supported when
    beside it in that chunk (so they are in the cited chunk, and in the same place). A number must
    come with the same unit ("13 hours" is not supported by "13 minutes").
 
+A supported claim may still not answer the question: a small model sometimes copies a sentence
+of the context that is about something else. A claim is on topic when its evidence sentence is
+about as close to the question as the closest one (within `topic_margin` cosine).
+
 An unsupported claim keeps its best source sentence, which is quoted in its place. Data only:
 tabs/rag_views.py draws the marks.
 """
@@ -26,6 +30,8 @@ from models.rag.reader import Context, Sentence, chunk_sentences
 from models.similarity import embed, split_sentences
 
 MIN_SIMILARITY = 0.6  # calibrated: see bench/rag_quality.py
+TOPIC_MARGIN = 0.15  # calibrated: see bench/rag_quality.py
+REACH = 1  # neighbours on each side of the evidence sentence that may hold the claim's facts (calibrated)
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve".split())}
 UNITS = {"second", "minute", "hour", "day", "week", "month", "year", "mm", "cm", "m", "km", "metre", "meter",
@@ -48,6 +54,7 @@ class Claim:
     reason: str = ""
     fits: bool = False  # its names, numbers and units are all around its evidence sentence
     lexical: bool = False  # its content words are all around its evidence sentence
+    on_topic: bool = True  # its evidence is about as close to the question as the closest sentence
 
 
 @dataclass
@@ -62,6 +69,11 @@ class Verification:
     @property
     def unsupported(self) -> list[Claim]:
         return [c for c in self.claims if not c.supported]
+
+    @property
+    def on_topic(self) -> bool:
+        """True when every claim rests on a sentence close to the question."""
+        return bool(self.claims) and all(c.on_topic for c in self.claims)
 
 
 def _number_key(token: str) -> str:
@@ -120,14 +132,15 @@ def missing_facts(claim: str, source: str) -> list[str]:
     return missing
 
 
-def _neighbourhood(context: Context, i: int) -> str:
-    """Sentence i of the context with its neighbours in the same chunk."""
+def _neighbourhood(context: Context, i: int, reach: int = 1) -> str:
+    """Sentence i of the context with its neighbours (up to `reach` on each side) in the same chunk."""
     s = context.sentences[i]
     return " ".join(t.text for t in context.sentences
-                    if t.chunk == s.chunk and abs(t.position - s.position) <= 1)
+                    if t.chunk == s.chunk and abs(t.position - s.position) <= reach)
 
 
-def verify(encoder, answer: str, context: Context, *, min_similarity: float = MIN_SIMILARITY) -> Verification:
+def verify(encoder, answer: str, context: Context, *, min_similarity: float = MIN_SIMILARITY,
+           topic_margin: float = TOPIC_MARGIN, reach: int = REACH) -> Verification:
     """Check every sentence of `answer` against the scored sentences of the retrieved chunks.
 
     A claim's evidence is the most similar retrieved sentence whose neighbourhood (itself and the
@@ -144,20 +157,21 @@ def verify(encoder, answer: str, context: Context, *, min_similarity: float = MI
     for text, row in zip(claims_text, sims, strict=True):
         order = [int(i) for i in np.argsort(-row, kind="stable")]
         words = set(content_words(text))
-        fitting = next((i for i in order if not missing_facts(text, _neighbourhood(context, i))), None)
+        fitting = next((i for i in order if not missing_facts(text, _neighbourhood(context, i, reach))), None)
         best = order[0] if fitting is None else fitting
         evidence, similarity = context.sentences[best], float(row[best])
         lexical = bool(words) and words <= set(content_words(_neighbourhood(context, best)))
         if fitting is None:
             everywhere = " ".join(t.text for t in context.sentences)
-            missing = missing_facts(text, everywhere) or missing_facts(text, _neighbourhood(context, best))
+            missing = missing_facts(text, everywhere) or missing_facts(text, _neighbourhood(context, best, reach))
             reason = f"not in the sources: {', '.join(missing)}"
         elif similarity < min_similarity and not lexical:
-            missing, reason = [], f"no retrieved sentence says this (best cosine {similarity:.2f})"
+            missing, reason = [], f"no retrieved sentence says this, best cosine {similarity:.2f}"
         else:
             missing, reason = [], ""
+        on_topic = evidence.score >= context.best.score - topic_margin
         claims.append(Claim(text, not reason, evidence, similarity, [evidence.chunk + 1], missing, reason,
-                            fitting is not None, lexical))
+                            fitting is not None, lexical, on_topic))
     return Verification(claims)
 
 
