@@ -19,6 +19,8 @@ PREVIEW_HEADERS = ["file", "chunks", "mean size", "max size", "note"]
 DOC_HEADERS = ["file", "kind", "chunks", "pages", "KB", "id"]
 HIT_HEADERS = ["rank", "cosine", "dense rank", "keyword rank", "fused", "used", "file", "page", "chunk"]
 EVAL_HEADERS = ["question", "document", "rank", "top source"]
+ANSWER_EVAL_HEADERS = ["settings", "hit@k", "MRR@k", "answer accuracy", "refusal recall", "refusal precision",
+                       "unsupported rate", "unanswerable shown supported", "s / question"]
 NO_CHUNK_HTML = "<div class='rag-sources'><em>No chunk passed the threshold.</em></div>"
 
 
@@ -153,3 +155,19 @@ def eval_summary(report: EvalReport, chunk_size: int, unit: str) -> str:
 
 def eval_rows(report: EvalReport) -> list[list]:
     return [[r["question"], r["document"], r["rank"] or "miss", r["top source"]] for r in report.rows]
+
+
+def answer_eval_rows(results: dict[str, dict], k: int) -> list[list]:
+    """One row per setting of the answer evaluation (models/rag/quality.summarize's figures)."""
+    keys = [f"hit@{k}", f"mrr@{k}", "answer_accuracy", "refusal_recall", "refusal_precision", "unsupported_rate",
+            "unanswerable_shown_supported", "seconds_per_question"]
+    return [[name] + [figures[key] for key in keys] for name, figures in results.items()]
+
+
+def answer_eval_summary(results: dict[str, dict], n_questions: int, k: int) -> str:
+    s = results["current settings"]
+    return (f"**Current settings**, {n_questions} held-out questions ({s['answerable']} answerable, "
+            f"{s['unanswerable']} not): answer accuracy **{s['answer_accuracy']:.0%}**, refusal recall "
+            f"**{s['refusal_recall']:.0%}** at precision **{s['refusal_precision']:.0%}**, "
+            f"{s['unsupported_rate']:.0%} of answers flagged unsupported (and quoted instead), hit@{k} "
+            f"{s[f'hit@{k}']:.2f}, MRR@{k} {s[f'mrr@{k}']:.2f}.")

@@ -56,6 +56,10 @@ def test_upload_ask_and_see_a_cited_answer(page, tmp_path, settings):
     assert any(f"[{n}]" in chat for n in range(1, 5)), chat
     sources = page.locator("#rag-sources")
     assert sources.locator("mark").count() >= 1  # the matching sentence is highlighted
+    # the answer was checked against the sources: each claim carries its mark, the decision its reason
+    marks = sources.locator(".rag-mark")
+    assert marks.count() >= 1 and all(t in ("✓ supported", "✗ unsupported") for t in marks.all_inner_texts())
+    assert "Decision:" in sources.inner_text() and "Refusal signals and rule" in sources.inner_text()
     assert "Standalone question" in page.locator("#rag-standalone").inner_text()
     path = screenshot(page, "rag")
     assert path.stat().st_size > 10_000
