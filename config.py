@@ -137,6 +137,9 @@ class Settings:
     # generated images) are deleted once older than GENAI_LAB_CACHE_CLEAN_S, checked as often.
     max_request_kb: int = 1000
     cache_clean_s: int = 1800
+    # The longest a model job may run (GENAI_LAB_JOB_TIME_LIMIT_S): a streamed answer is stopped there
+    # (its generation ends at the next token), and an upload's indexing gives up between batches.
+    job_time_limit_s: float = 120.0
     # Time budget for reading one uploaded file (GENAI_LAB_PARSE_TIME_LIMIT_S): a file built to be
     # slow to parse is stopped (its parser runs in a child process) and reported.
     parse_time_limit_s: float = 20.0
@@ -207,6 +210,7 @@ class Settings:
             session_grace_s=num("GENAI_LAB_SESSION_GRACE_S", 600.0, float),
             max_request_kb=num("GENAI_LAB_MAX_REQUEST_KB", 1000),
             cache_clean_s=num("GENAI_LAB_CACHE_CLEAN_S", 1800),
+            job_time_limit_s=num("GENAI_LAB_JOB_TIME_LIMIT_S", 120.0, float),
             parse_time_limit_s=num("GENAI_LAB_PARSE_TIME_LIMIT_S", 20.0, float),
             total_chunks=num("GENAI_LAB_TOTAL_CHUNKS", 60_000),
             total_upload_mb=num("GENAI_LAB_TOTAL_UPLOAD_MB", 400.0, float),

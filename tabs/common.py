@@ -77,6 +77,12 @@ def generation_queue(settings) -> dict:
     return {"concurrency_id": GENERATION_GROUP, "concurrency_limit": settings.batch_size}
 
 
+def time_limit_note(settings) -> str:
+    """What a user reads when a model job reached its time limit (models/time_limit.within)."""
+    return (f"Stopped after {settings.job_time_limit_s:g} s: on this shared server every answer has a time limit. "
+            "What was produced so far is shown.")
+
+
 def describe_error(exc: BaseException) -> str:
     """A one-line message for an unexpected failure (the traceback goes to the log)."""
     if isinstance(exc, (ModelUnavailable, TokenBudgetExceeded)):

@@ -24,18 +24,28 @@ from models.qna.passage import passage_turns, shown_text
 from models.rag.grounded import Answering
 from models.rag.reader import Reading
 from models.registry import EXTRACTIVE_QA, ModelRegistry, ModelUnavailable
-from tabs.common import generation_queue, user_errors
+from models.time_limit import within
+from tabs.common import generation_queue, time_limit_note, user_errors
 from tabs.handles import Action, Call, TabHandle
 
 GENERATIVE = "Generative (SmolLM2 writes the answer)"
 EXTRACTIVE = "Extractive (a span of the passage)"
 EXAMPLES = Path(__file__).parent.parent / "assets" / "examples" / "qna.json"
 DEFAULT_MAX_NEW_TOKENS = 192
+MAX_SEED = 2**31 - 1
 
 
 def _token_note(prepared: qna.PreparedQuestion, settings, max_new_tokens: int) -> str:
     return (f"**{prepared.prompt.n_tokens} tokens** in the prompt; {max_new_tokens} reserved for the "
             f"answer; context budget {settings.context_tokens}.")
+
+
+def seed_value(seed) -> int:
+    """The seed as torch takes it: whatever the API sent (None, a float, 1e300, NaN) becomes 0..MAX_SEED."""
+    try:
+        return int(float(seed or 0)) % (MAX_SEED + 1)
+    except (ValueError, OverflowError):
+        return 0
 
 
 def _notice(lines: list[str]) -> str:
@@ -64,7 +74,7 @@ def respond(registry: ModelRegistry, settings, question: str, context: str, mode
     history += [{"role": "user", "content": prepared.question}, {"role": "assistant", "content": ""}]
     if prepared.context:  # the passage, already cut to the context budget, goes to the reader
         yield from _respond_from_passage(registry, settings, lm, prepared, history, max_new_tokens,
-                                         float(temperature), int(seed or 0))
+                                         float(temperature), seed_value(seed))
         return
     token_note = _token_note(prepared, settings, max_new_tokens)
     notice = _notice(prepared.notices)
@@ -72,7 +82,7 @@ def respond(registry: ModelRegistry, settings, question: str, context: str, mode
     yield history, "", prepared.prompt.text, token_note, passage, notice
     answer = ""
     for answer in stream_answer(lm, prepared.prompt, max_new_tokens=max_new_tokens,
-                                temperature=float(temperature), seed=int(seed or 0)):
+                                temperature=float(temperature), seed=seed_value(seed)):
         history[-1] = {"role": "assistant", "content": answer}
         yield history, "", prepared.prompt.text, token_note, passage, notice
     if not answer.strip():
@@ -137,12 +147,14 @@ def answer_text(registry: ModelRegistry, settings, question: str, context: str =
                                     context_tokens=settings.context_tokens)
     if prepared.context:
         turn = None
-        for turn in passage_turns(lm, registry.sentence_encoder(), prepared.question, prepared.context,  # noqa: B007
-                                  context_tokens=settings.context_tokens):
+        for turn in within(passage_turns(lm, registry.sentence_encoder(), prepared.question,  # noqa: B007
+                                         prepared.context, context_tokens=settings.context_tokens),
+                           settings.job_time_limit_s):
             pass
         return shown_text(turn)
     answer = ""
-    for answer in stream_answer(lm, prepared.prompt, max_new_tokens=DEFAULT_MAX_NEW_TOKENS):  # noqa: B007
+    for answer in within(stream_answer(lm, prepared.prompt, max_new_tokens=DEFAULT_MAX_NEW_TOKENS),  # noqa: B007
+                         settings.job_time_limit_s):
         pass  # keep the last, complete text
     return answer
 
@@ -178,7 +190,8 @@ def build(services, settings) -> TabHandle:
                 max_new_tokens = gr.Slider(16, 512, value=DEFAULT_MAX_NEW_TOKENS, step=16, label="Max new tokens")
                 temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="Temperature",
                                         info="0 = greedy (always the most likely token)")
-                seed = gr.Number(value=0, precision=0, label="Seed (used when temperature > 0)")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED,
+                                 label="Seed (used when temperature > 0)")
             with gr.Accordion("What the model saw", open=False):
                 prompt_tokens = gr.Markdown()
                 prompt_view = gr.Code(label="Exact prompt (chat template applied)", language=None,
@@ -187,8 +200,9 @@ def build(services, settings) -> TabHandle:
 
     # ---- register listeners ----
     def ask_handler(question, context, mode, history, max_new_tokens, temperature, seed, progress=gr.Progress()):
-        yield from respond(registry, settings, question, context, mode, history, max_new_tokens, temperature,
-                           seed, progress, services.generation)
+        yield from within(respond(registry, settings, question, context, mode, history, max_new_tokens, temperature,
+                                  seed, progress, services.generation),
+                          settings.job_time_limit_s, on_timeout=lambda: gr.Warning(time_limit_note(settings)))
 
     def qna_answer(question: str, context: str = "") -> str:
         """The final greedy answer to a question, grounded in the context when one is given."""

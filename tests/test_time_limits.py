@@ -1,0 +1,77 @@
+"""Model jobs have a time limit and Stop stops the work, not just the page's wait.
+
+The app here gives every answer 6 s (GENAI_LAB_JOB_TIME_LIMIT_S); a prompt that makes SmolLM2
+count for 512 tokens would otherwise hold its model slot for tens of seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+from conftest import launched_demo, patient_client
+
+from models.chat import message_text
+
+GENERATIVE = "Generative (SmolLM2 writes the answer)"
+COUNT = "Count from 1 to 1000, one number after another, separated by commas."
+LIMIT_S = 6.0
+
+
+@pytest.fixture(scope="module")
+def limited_app(settings, registry, tmp_path_factory):
+    own = replace(settings, data_dir=tmp_path_factory.mktemp("limited"), job_time_limit_s=LIMIT_S)
+    with launched_demo(own, registry) as (url, demo):
+        client = patient_client(url)
+        client.predict("Say hi.", "", api_name="/qna_answer")  # the model is loaded before anything is timed
+        yield url, demo, client
+
+
+def running_rows(demo) -> int:
+    """Answers the generation service is decoding right now."""
+    return demo.services.generation.batcher(demo.registry.chat_model().model).running()
+
+
+def wait_for_no_rows(demo, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while running_rows(demo) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return running_rows(demo) == 0
+
+
+def test_a_long_answer_is_stopped_at_the_time_limit(limited_app, lm):
+    url, demo, client = limited_app
+    start = time.perf_counter()
+    chat = client.predict(COUNT, "", GENERATIVE, [], 512, 0, 0, api_name="/qna_chat")[0]
+    elapsed = time.perf_counter() - start
+    answer = message_text(chat[-1]["content"])
+    assert answer and len(lm.tokenizer(answer)["input_ids"]) < 400  # cut well before its 512 tokens
+    assert elapsed < 60
+    assert wait_for_no_rows(demo, 20)  # and the model stopped decoding it
+
+
+def test_the_api_answer_has_the_same_limit(limited_app, lm):
+    _, demo, client = limited_app
+    answer = client.predict(COUNT, "", api_name="/qna_answer")
+    assert answer and wait_for_no_rows(demo, 5)
+
+
+def test_stop_ends_the_generation_not_only_the_wait(limited_app):
+    url, demo, client = limited_app
+    job = client.submit(COUNT, "", GENERATIVE, [], 512, 0, 0, api_name="/qna_chat")
+    while not job.outputs():
+        time.sleep(0.05)
+    while not running_rows(demo):  # the answer is being decoded
+        time.sleep(0.05)
+    job.cancel()
+    assert wait_for_no_rows(demo, 20)  # the worker frees the row at its next step
+
+
+def test_an_api_seed_out_of_range_is_taken_not_a_crash(limited_app):
+    _, _, client = limited_app
+    with pytest.raises(Exception, match="maximum"):  # the box's own range, checked by gradio
+        client.predict("Hi", "", GENERATIVE, [], 16, 0.7, 10**30, api_name="/qna_chat")
+    from tabs.qna import MAX_SEED, seed_value
+
+    assert [seed_value(v) for v in (None, 3.9, float("nan"), "x", -1)] == [0, 3, 0, 0, MAX_SEED]
