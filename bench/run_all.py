@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 # In the order of the tabs; load last because it stresses everything else.
-MODULES = ["tokens", "qna", "decoding", "attention", "rag", "quantized", "load"]
+MODULES = ["tokens", "qna", "decoding", "attention", "rag", "quantized", "batching", "load"]
 
 
 def machine() -> dict:

@@ -117,10 +117,6 @@ class ContinuousBatcher:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._inbox)
-
     def running(self) -> int:
         return len(self._rows)
 
