@@ -35,8 +35,9 @@ from models.rag.ingest import STAGES, ensure_sample, ingest, max_upload_bytes, p
 from models.rag.quality import ablation, evaluate_answers, load_set, sample_questions
 from models.rag.store import DocumentStore
 from models.rag.turn import TOP_K, Retrieval
+from models.time_limit import within
 from tabs import rag_views as views
-from tabs.common import Services, client_address, generation_queue, model_queue, user_errors
+from tabs.common import Services, client_address, generation_queue, model_queue, time_limit_note, user_errors
 from tabs.handles import Action, Call, TabHandle
 
 STAGE_SPAN = {"parse": (0.0, 0.1), "split": (0.1, 0.2), "embed": (0.2, 0.9), "store": (0.9, 1.0)}
@@ -174,7 +175,8 @@ def ingest_files(services: Services, out: Outputs, files, chunk_size, overlap, u
         progress(lo + (hi - lo) * fraction, desc=f"{STAGES.index(stage) + 1}/4 {stage}: {desc}")
 
     report = ingest(services.store, session, uploads, splitter, progress=on_stage,
-                    address=client_address(request, services.settings.trusted_proxies))
+                    address=client_address(request, services.settings.trusted_proxies),
+                    time_limit_s=services.settings.job_time_limit_s)
     for problem in report.problems:
         gr.Warning(problem.message)
     return {out.report: report.rows(), out.status: views.ingest_status(report),
@@ -262,7 +264,8 @@ def ask_api(services: Services, question: str, top_k: int, threshold: float, use
         raise gr.Error("The question is empty.")
     check_question_length(services, question)
     retrieval = Retrieval.clamped(top_k, threshold, use_mmr, include_sample, hybrid)
-    return rag_turn.summary(rag_turn.final(question_turns(services, session, question, [], retrieval)))
+    turns = within(question_turns(services, session, question, [], retrieval), services.settings.job_time_limit_s)
+    return rag_turn.summary(rag_turn.final(turns))
 
 
 @user_errors
@@ -348,6 +351,7 @@ def build(services: Services, settings) -> TabHandle:
                                   placeholder="How many attention heads does the base transformer use?")
             with gr.Row():
                 ask_btn = gr.Button("Ask", variant="primary", elem_id="rag-ask")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="rag-stop")
                 clear_btn = gr.Button("Clear chat")
             with gr.Row():
                 top_k = gr.Slider(*TOP_K, value=4, step=1, label="Top-k chunks")
@@ -405,8 +409,9 @@ def build(services: Services, settings) -> TabHandle:
 
     def rag_chat(question, history, top_k, threshold, use_mmr, include_sample, compare, hybrid, request: gr.Request,
                  progress=gr.Progress()):
-        yield from ask(services, out, question, history, top_k, threshold, use_mmr, include_sample, compare,
-                       request, progress, hybrid)
+        yield from within(ask(services, out, question, history, top_k, threshold, use_mmr, include_sample, compare,
+                              request, progress, hybrid),
+                          settings.job_time_limit_s, on_timeout=lambda: gr.Warning(time_limit_note(settings)))
 
     def rag_ask(question: str, top_k: int = 4, threshold: float = rag_turn.THRESHOLD, use_mmr: bool = False,
                 include_sample: bool = True, request: gr.Request = None, hybrid: bool = True) -> dict:
@@ -440,8 +445,10 @@ def build(services: Services, settings) -> TabHandle:
     ask_call = Call(rag_chat, ask_inputs, ask_outputs, generation_queue(settings))
     clear_call = Call(rag_clear, None, [chat, standalone, sources, plain, prompt_view], {"queue": False})
     eval_call = Call(rag_eval, [chunk_size, overlap, unit, top_k], [eval_summary, eval_table], model_queue(settings))
-    ask_btn.click(**ask_call.kwargs(), api_name="rag_chat")
-    question.submit(**ask_call.kwargs(), api_name="rag_chat_submit")
+    ask_event = ask_btn.click(**ask_call.kwargs(), api_name="rag_chat")
+    submit_event = question.submit(**ask_call.kwargs(), api_name="rag_chat_submit")
+    # Stop closes the running answer: its generation ends at the next token (models/chat.stream_answer).
+    stop_btn.click(None, None, None, cancels=[ask_event, submit_event], api_name="rag_stop")
     clear_btn.click(**clear_call.kwargs(), api_name="rag_clear")
     eval_btn.click(**eval_call.kwargs(), api_name="rag_eval")
     answer_eval_btn.click(rag_eval_answers, [chunk_size, overlap, unit, top_k, threshold, use_mmr, include_sample,

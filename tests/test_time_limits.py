@@ -75,3 +75,39 @@ def test_an_api_seed_out_of_range_is_taken_not_a_crash(limited_app):
     from tabs.qna import MAX_SEED, seed_value
 
     assert [seed_value(v) for v in (None, 3.9, float("nan"), "x", -1)] == [0, 3, 0, 0, MAX_SEED]
+
+
+def test_the_document_chat_has_a_stop_that_ends_its_answer(limited_app):
+    import httpx
+
+    url, demo, client = limited_app
+    config = httpx.get(f"{url}config", timeout=60).json()
+    ids = {d.get("api_name"): d["id"] for d in config["dependencies"]}
+    stop = next(d for d in config["dependencies"] if d.get("api_name") == "rag_stop")
+    cancelled = {i for d in config["dependencies"] if d["types"]["cancel"] and d["targets"] == stop["targets"]
+                 for i in d["cancels"]}  # gradio adds the cancelling function beside the click's own
+    assert {ids["rag_chat"], ids["rag_chat_submit"]} <= cancelled
+    job = client.submit("Tell me everything about attention heads, at length.", [], 4, 0.0, False, True, False,
+                        True, api_name="/rag_chat")
+    deadline = time.monotonic() + 120
+    while not running_rows(demo) and not job.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.cancel()
+    assert wait_for_no_rows(demo, 20)
+
+
+def test_indexing_that_passes_the_time_limit_stores_nothing(limited_app, tmp_path):
+    from test_rag_app import rows
+
+    url, demo, client = limited_app
+    path = tmp_path / "long.txt"
+    path.write_text("\n\n".join(f"Paragraph {i}: the harbour's tide tables list high and low water for every day "
+                                f"of the year {1900 + i % 100}." for i in range(3000)))
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    start = time.perf_counter()
+    with pytest.raises(AppError, match="took longer than this server's time limit"):
+        client.predict([handle_file(str(path))], 32, 0, "tokens", api_name="/rag_ingest")
+    assert time.perf_counter() - start < 90
+    assert rows(client.predict(api_name="/rag_list")[0]) == []

@@ -114,15 +114,19 @@ def parse_files(files: list[tuple[str, bytes]], max_bytes: int, known: Iterable[
 
 
 def ingest(store: DocumentStore, session_id: str, files: list[tuple[str, bytes]], splitter,
-           progress: Progress = _noop, embed_batch: int = 64, *, address: str = "") -> IngestReport:
+           progress: Progress = _noop, embed_batch: int = 64, *, address: str = "",
+           time_limit_s: float | None = None) -> IngestReport:
     """Add the files to the session's collection; never raises for one bad file. Holds the
-    session's write lock throughout, so concurrent uploads of one session cannot pass its limits."""
+    session's write lock throughout, so concurrent uploads of one session cannot pass its limits.
+    Past `time_limit_s` (checked between embedding batches) it gives up with LimitError before
+    anything is stored."""
+    deadline = time.monotonic() + time_limit_s if time_limit_s else None
     with store.writing(session_id):
-        return _ingest(store, session_id, files, splitter, progress, embed_batch, address)
+        return _ingest(store, session_id, files, splitter, progress, embed_batch, address, deadline)
 
 
 def _ingest(store: DocumentStore, session_id: str, files, splitter, progress: Progress, embed_batch: int,
-            address: str) -> IngestReport:
+            address: str, deadline: float | None) -> IngestReport:
     report = IngestReport()
     held = store.all_documents(session_id)
     known = {d.doc_id for d in held if d.complete}
@@ -136,7 +140,7 @@ def _ingest(store: DocumentStore, session_id: str, files, splitter, progress: Pr
     report.seconds["parse"] = time.perf_counter() - start
     with store.admit(session_id, address) as ticket:
         batches = _split_and_admit(parsed, splitter, ticket, report, progress)
-        _embed_and_store(store, session_id, batches, report, progress, embed_batch)
+        _embed_and_store(store, session_id, batches, report, progress, embed_batch, deadline)
     progress("store", 1.0, "Done")
     return report
 
@@ -160,11 +164,15 @@ def _split_and_admit(parsed, splitter, ticket, report: IngestReport, progress: P
 
 
 def _embed_and_store(store: DocumentStore, session_id: str, batches, report: IngestReport, progress: Progress,
-                     embed_batch: int) -> None:
+                     embed_batch: int, deadline: float | None = None) -> None:
     texts = [c.text for _, _, chunks in batches for c in chunks]
     start = time.perf_counter()
     vectors = []
     for i in range(0, len(texts), embed_batch):
+        if deadline is not None and time.monotonic() > deadline:
+            raise LimitError(f"Indexing took longer than this server's time limit ({len(texts) - i:,} of "
+                             f"{len(texts):,} chunks not embedded yet), so nothing was stored. Try fewer or "
+                             "smaller files at once.")
         progress("embed", i / max(1, len(texts)), f"Embedding chunks {i + 1}-{min(len(texts), i + embed_batch)} "
                                                     f"of {len(texts)}")
         vectors.append(store.embed(texts[i:i + embed_batch], batch_size=embed_batch))
