@@ -114,6 +114,18 @@ def build_demo(settings: Settings | None = None, registry: ModelRegistry | None 
     return demo
 
 
+# The most UI state one session keeps: the attention tab's heatmap weights (uint8; SmolLM2 at 256
+# tokens: 17.7 MB, dropped 15 min after the run), the decoding steps, and the input values gradio
+# stores per component (each request body capped at the door).
+STATE_MB_PER_SESSION = 24
+
+
+def state_capacity(settings: Settings) -> int:
+    """Sessions whose UI state gradio keeps: GENAI_LAB_SESSION_CAPACITY, but no more than the state
+    memory budget (GENAI_LAB_SESSION_STATE_MB) holds at STATE_MB_PER_SESSION each."""
+    return max(1, min(settings.session_capacity, int(settings.session_state_mb // STATE_MB_PER_SESSION)))
+
+
 def launch_kwargs(settings: Settings, services: Services) -> dict:
     return {
         # gradio hands these to its FastAPI app: the door sees every request before gradio does.
@@ -125,7 +137,7 @@ def launch_kwargs(settings: Settings, services: Services) -> dict:
         "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                 font_mono=["ui-monospace", "Consolas", "monospace"]),
         "footer_links": ["api", "settings"],
-        "state_session_capacity": settings.session_capacity,
+        "state_session_capacity": state_capacity(settings),
         # At the door: an upload far over the per-session size limit is refused with HTTP 413 before it is stored.
         "max_file_size": door_file_bytes(settings),
     }

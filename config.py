@@ -79,6 +79,9 @@ class Settings:
     # Sessions whose UI state gradio keeps in memory; the least recently used is dropped beyond
     # this (gradio's own default is 10000) (GENAI_LAB_SESSION_CAPACITY).
     session_capacity: int = 500
+    # Memory for all sessions' UI state, in MB (GENAI_LAB_SESSION_STATE_MB): it caps the capacity above
+    # at this budget divided by the most one session keeps (app.STATE_MB_PER_SESSION).
+    session_state_mb: int = 4000
     # Load the default models in the background once the UI is up (GENAI_LAB_WARMUP=1, the default;
     # 0: nothing). GENAI_LAB_WARMUP=all also preloads everything every lesson needs (models, quantized
     # builds, the sample-corpus index); a comma-separated list of lesson ids (decoding,rag) only theirs.
@@ -184,6 +187,7 @@ class Settings:
             queue_size=num("GENAI_LAB_QUEUE_SIZE", 32),
             model_concurrency=num("GENAI_LAB_MODEL_CONCURRENCY", 2),
             session_capacity=num("GENAI_LAB_SESSION_CAPACITY", 500),
+            session_state_mb=num("GENAI_LAB_SESSION_STATE_MB", 4000),
             warmup=_flag(env.get("GENAI_LAB_WARMUP")) is not False,
             warmup_lessons=_warmup_lessons(env.get("GENAI_LAB_WARMUP")),
             lessons_dir=path("GENAI_LAB_LESSONS_DIR", None),

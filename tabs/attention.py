@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 
 from models.attention import capture as attn
 from models.attention.head_stats import HeadStats, head_stats
@@ -45,6 +44,7 @@ from tabs.handles import Action, Call, TabHandle
 
 AVERAGE = "average of heads"
 VIEWS_TAB, HEATMAP_TAB = "bertviz views", "Heatmap"
+STATE_TTL_S = 900
 PNG_MAX_AGE_S = 900  # heatmap files are served (and downloaded) right after they are drawn
 AUTO_LAYERS = 6  # deeper models show this many evenly spaced layers in the bertviz views
 EXAMPLES = [
@@ -142,10 +142,9 @@ def analyze(registry: ModelRegistry, kind: str, text: str, text_b: str, new_toke
     except ValueError as exc:
         raise gr.Error(str(exc)) from None
     stats = head_stats(data.attentions, data.sep_positions)
-    # The session keeps the weights for the heatmap only: half precision halves its memory
-    # (SmolLM2 at 256 tokens: 30 layers x 9 heads x 256² weights = 71 MB in fp32).
-    data.attentions = data.attentions.astype(np.float16)
-    return Analysis(data, stats, frame)
+    # The session keeps the weights for the heatmap only, as uint8: a quarter of float32 (SmolLM2 at
+    # 256 tokens: 30 layers x 9 heads x 256² weights = 17.7 MB instead of 71 MB; app.STATE_MB_PER_SESSION).
+    return Analysis(data.compact(), stats, frame)
 
 
 def prune(folder: str, max_age_s: float = PNG_MAX_AGE_S) -> None:
@@ -193,7 +192,8 @@ def build(services, settings) -> TabHandle:
     registry = services.registry
     folder = tempfile.mkdtemp(prefix="genai-lab-attention-")  # heatmap PNGs served by this process
     enc_name, dec_name = registry.specs[ENCODER].display_name, registry.specs[CHAT].display_name
-    data_state = gr.State(None, time_to_live=settings.session_ttl_s)
+    # Heavy: dropped after STATE_TTL_S without a new run (a session that moved on frees it).
+    data_state = gr.State(None, time_to_live=min(settings.session_ttl_s, STATE_TTL_S))
     gr.Markdown("Pick a model, type a sentence (or a pair), and see where every token looks. "
                 "Hover tokens in the head view; then find out what each head does and whether it matters.")
     with gr.Row():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ class AttentionData:
     generated_start: int | None = None  # index of the first generated token (decoder)
     sep_positions: list[int] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    scale: float = 1.0  # weight = attentions x scale (1/255 once `compact` stored them as uint8)
 
     @property
     def n_layers(self) -> int:
@@ -59,10 +60,18 @@ class AttentionData:
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"Layer must be between 0 and {self.n_layers - 1}.")
         if head is None:
-            return self.attentions[layer].mean(0)
+            return self.attentions[layer].mean(0, dtype=np.float32) * self.scale
         if not 0 <= head < self.n_heads:
             raise ValueError(f"Head must be between 0 and {self.n_heads - 1}.")
-        return self.attentions[layer, head]
+        return self.attentions[layer, head].astype(np.float32) * self.scale
+
+    def compact(self) -> AttentionData:
+        """The same data with the weights as uint8 (steps of 1/255), a quarter of float32: what a
+        session keeps for its heatmap (SmolLM2 at 256 tokens: 17.7 MB instead of 71 MB)."""
+        if self.attentions.dtype == np.uint8:
+            return self
+        weights = np.clip(np.rint(self.attentions.astype(np.float32) * self.scale * 255), 0, 255).astype(np.uint8)
+        return replace(self, attentions=weights, scale=1 / 255)
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         """The exact tensors the model saw, to run it again (walk-through, knock-out)."""
@@ -81,7 +90,7 @@ class AttentionData:
         if n < self.n_tokens:
             notice = (f"The bertviz views show the first {n} of {self.n_tokens} tokens (they get slow past "
                       f"{limit}); attention to later tokens is not drawn. The heatmap shows all tokens.")
-        return self.attentions[:, :, :n, :n], self.tokens[:n], b_start, notice
+        return self.attentions[:, :, :n, :n].astype(np.float32) * self.scale, self.tokens[:n], b_start, notice
 
     def to_dict(self, decimals: int = 4) -> dict:
         """JSON-friendly form (what the `attention` API endpoint returns)."""
@@ -96,7 +105,7 @@ class AttentionData:
             "sentence_b_start": self.sentence_b_start,
             "generated_start": self.generated_start,
             "notices": self.notices,
-            "attention": np.round(self.attentions.astype(np.float64), decimals).tolist(),
+            "attention": np.round(self.attentions.astype(np.float64) * self.scale, decimals).tolist(),
         }
 
 
