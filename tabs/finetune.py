@@ -172,7 +172,7 @@ def build(services, settings) -> TabHandle:
                 regime = gr.Radio(REGIMES, value=FROZEN, label="Regime", elem_id="ft-regime")
                 with gr.Row():
                     layers = gr.Slider(1, clf.LIMITS["layers"][1], value=2, step=1, label="N top layers")
-                    rank = gr.Slider(1, 32, value=8, step=1, label="LoRA rank r")
+                    rank = gr.Slider(1, clf.LIMITS["rank"][1], value=8, step=1, label="LoRA rank r")
                 with gr.Row():
                     optimizer = gr.Radio([("AdamW", "adamw"), ("SGD", "sgd")], value="adamw", label="Optimizer")
                     lr = gr.Number(value=REGIME_DEFAULTS[FROZEN][0], label="Learning rate", minimum=1e-5, maximum=1.0)

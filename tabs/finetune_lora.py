@@ -128,7 +128,7 @@ def build_lora(registry, settings, session: gr.State) -> LoraParts:
         gr.Dataframe(pd.DataFrame(train_pairs[:4]), interactive=False, label="Training examples (4 of "
                      f"{len(train_pairs)})")
         with gr.Row():
-            rank = gr.Slider(1, 32, value=d.rank, step=1, label="LoRA rank r")
+            rank = gr.Slider(1, lora_chat.LIMITS["rank"][1], value=d.rank, step=1, label="LoRA rank r")
             lr = gr.Number(value=d.learning_rate, label="Learning rate", minimum=1e-5, maximum=1e-2)
             steps = gr.Slider(4, 80, value=d.steps, step=1, label="Steps")
             seed = gr.Number(value=d.seed, precision=0, label="Seed", minimum=0)
