@@ -20,6 +20,7 @@ import gradio as gr
 
 from models.decoding.beams import beam_search
 from models.decoding.code import python_snippet
+from models.decoding.config import UI_RANGES, clamp_to_ui, seed_of
 from models.decoding.presets import COMPARE, CURRENT, PRESETS, compare_config
 from models.decoding.steps import (
     BEAM,
@@ -44,7 +45,7 @@ CONFIG_FIELDS = tuple(f.name for f in fields(DecodeConfig))  # also the API's pa
 def config_from(knobs: dict) -> DecodeConfig:
     """The DecodeConfig of the form's values, keyed by field name."""
     seed = knobs.get("seed")
-    return DecodeConfig(**{**knobs, "seed": int(seed or 0)})  # an emptied Number box arrives as None
+    return DecodeConfig(**{**knobs, "seed": seed_of(seed)})  # an emptied Number box arrives as None
 
 
 def _check_prompt(prompt: str) -> None:
@@ -207,25 +208,31 @@ def build(services, settings) -> TabHandle:
             chat = gr.Checkbox(value=d.chat_template, label="Wrap in the chat template (unticked: raw text)")
             strategy = gr.Radio(list(STRATEGIES), value=d.strategy, label="Strategy")
             with gr.Accordion("Sampling knobs", open=True):
-                temperature = gr.Slider(0, 2, value=d.temperature, step=0.05, label="Temperature",
+                temperature = gr.Slider(*UI_RANGES["temperature"], value=d.temperature, step=0.05, label="Temperature",
                                         elem_id="decoding-temperature")
-                top_k = gr.Slider(0, 200, value=d.top_k, step=1, label="Top-k (0 = off)")
-                top_p = gr.Slider(0, 1, value=d.top_p, step=0.01, label="Top-p (1 = off)")
-                min_p = gr.Slider(0, 1, value=d.min_p, step=0.01, label="Min-p (0 = off)")
-                typical_p = gr.Slider(0, 1, value=d.typical_p, step=0.01, label="Typical-p (1 = off)")
+                top_k = gr.Slider(*UI_RANGES["top_k"], value=d.top_k, step=1, label="Top-k (0 = off)")
+                top_p = gr.Slider(*UI_RANGES["top_p"], value=d.top_p, step=0.01, label="Top-p (1 = off)")
+                min_p = gr.Slider(*UI_RANGES["min_p"], value=d.min_p, step=0.01, label="Min-p (0 = off)")
+                typical_p = gr.Slider(*UI_RANGES["typical_p"], value=d.typical_p, step=0.01,
+                                      label="Typical-p (1 = off)")
             with gr.Accordion("Penalties and length", open=True):
-                rep = gr.Slider(0.5, 2, value=d.repetition_penalty, step=0.05, label="Repetition penalty (1 = off)")
-                ngram = gr.Slider(0, 6, value=d.no_repeat_ngram_size, step=1, label="No-repeat n-gram size (0 = off)")
-                max_new = gr.Slider(1, 200, value=d.max_new_tokens, step=1, label="Max new tokens",
+                rep = gr.Slider(*UI_RANGES["repetition_penalty"], value=d.repetition_penalty, step=0.05,
+                                label="Repetition penalty (1 = off)")
+                ngram = gr.Slider(*UI_RANGES["no_repeat_ngram_size"], value=d.no_repeat_ngram_size, step=1,
+                                  label="No-repeat n-gram size (0 = off)")
+                max_new = gr.Slider(*UI_RANGES["max_new_tokens"], value=d.max_new_tokens, step=1,
+                                    label="Max new tokens",
                                     elem_id="decoding-max-new")
                 seed = gr.Number(value=d.seed, precision=0, label="Seed", elem_id="decoding-seed")
             with gr.Accordion("Beam search", open=False) as beam_knobs:
-                beams = gr.Slider(1, 8, value=d.num_beams, step=1, label="Beams")
-                length_penalty = gr.Slider(-2, 2, value=d.length_penalty, step=0.1, label="Length penalty")
-                n_return = gr.Slider(1, 8, value=d.num_return_sequences, step=1, label="Beams returned")
+                beams = gr.Slider(*UI_RANGES["num_beams"], value=d.num_beams, step=1, label="Beams")
+                length_penalty = gr.Slider(*UI_RANGES["length_penalty"], value=d.length_penalty, step=0.1,
+                                           label="Length penalty")
+                n_return = gr.Slider(*UI_RANGES["num_return_sequences"], value=d.num_return_sequences, step=1,
+                                     label="Beams returned")
             with gr.Accordion("Contrastive search", open=False) as contrastive_knobs:
-                alpha = gr.Slider(0, 1, value=d.penalty_alpha, step=0.05, label="Penalty α")
-                ck = gr.Slider(1, 20, value=d.contrastive_k, step=1, label="Candidates (top-k)")
+                alpha = gr.Slider(*UI_RANGES["penalty_alpha"], value=d.penalty_alpha, step=0.05, label="Penalty α")
+                ck = gr.Slider(*UI_RANGES["contrastive_k"], value=d.contrastive_k, step=1, label="Candidates (top-k)")
             generate = gr.Button("Generate", variant="primary", elem_id="decoding-generate")
         with gr.Column(scale=3):
             notes = gr.Markdown()
@@ -316,12 +323,12 @@ def build(services, settings) -> TabHandle:
                contrastive_k: int = 4, chat_template: bool = True) -> str:
         """Generate text for the prompt with the given decoding settings; returns the generated text."""
         _check_prompt(prompt)
-        cfg = DecodeConfig(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                           typical_p=typical_p, repetition_penalty=repetition_penalty,
-                           no_repeat_ngram_size=no_repeat_ngram_size, max_new_tokens=max_new_tokens, seed=seed,
-                           num_beams=num_beams, length_penalty=length_penalty,
-                           num_return_sequences=num_return_sequences, penalty_alpha=penalty_alpha,
-                           contrastive_k=contrastive_k, chat_template=chat_template)
+        cfg = clamp_to_ui(DecodeConfig(  # every number brought into the range of its control
+            strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
+            repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+            max_new_tokens=max_new_tokens, seed=seed, num_beams=num_beams, length_penalty=length_penalty,
+            num_return_sequences=num_return_sequences, penalty_alpha=penalty_alpha, contrastive_k=contrastive_k,
+            chat_template=chat_template))
         return generate_text(registry.chat_model(), prompt, cfg)[0]
 
     gr.api(user_errors(decode), api_name="decode", **queue)

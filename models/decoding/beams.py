@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from models.decoding.code import generate_kwargs
+from models.decoding.config import check_budget
 from models.decoding.steps import DecodeConfig, TextAssembler, encode_prompt
 
 
@@ -35,6 +36,7 @@ def beam_search(lm, prompt: str, cfg: DecodeConfig) -> BeamResult:
     """Run beam search with cfg's beams, length penalty and penalties (cfg normalized)."""
     model, tok = lm.model, lm.tokenizer
     input_ids = encode_prompt(tok, prompt, cfg.chat_template)
+    check_budget(input_ids.shape[1], cfg, model.config.vocab_size)
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                              return_dict_in_generate=True, output_scores=True,

@@ -1,5 +1,13 @@
 """Decoding settings: the config, how invalid or degenerate values are mapped, and the processors.
 
+What one request may cost is bounded in tokens, not characters (4,000 characters of emoji are
+16,000 SmolLM2 tokens): `check_budget` refuses a prompt over MAX_PROMPT_TOKENS, a search whose
+key/value cache would hold more than MAX_CACHE_POSITIONS positions ((prompt + new tokens) x beams,
+or x candidates for contrastive search, which copies the cache k times), and a beam search whose
+full-vocabulary scores (new tokens x beams x vocabulary, kept for the token probabilities) would
+pass MAX_SCORE_CELLS. `clamp_to_ui` brings every number an API client sends into the range the
+playground's controls offer (UI_RANGES, which the tab's sliders are built from).
+
 `build_stages` returns transformers' own LogitsProcessor objects in the order
 `GenerationMixin._get_logits_processor` appends them: penalties (every strategy), then, only
 when sampling, temperature, top-k, top-p, min-p and typical-p.
@@ -7,6 +15,7 @@ when sampling, temperature, top-k, top-p, min-p and typical-p.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from transformers import (
@@ -23,6 +32,14 @@ from transformers import (
 GREEDY, SAMPLING, BEAM, CONTRASTIVE = "greedy", "sampling", "beam search", "contrastive search"
 STRATEGIES = (GREEDY, SAMPLING, BEAM, CONTRASTIVE)
 MAX_NEW_TOKENS = 256
+MAX_PROMPT_TOKENS = 1024
+MAX_CACHE_POSITIONS = 8192  # SmolLM2 keeps 46 KB of keys and values per position: ~380 MB
+MAX_SCORE_CELLS = 80_000_000  # float32 scores: 320 MB (8 beams x 200 new tokens x 49,152 tokens fits)
+# (low, high) of each number the playground's controls offer; the API is clamped to the same.
+UI_RANGES = {"temperature": (0, 2), "top_k": (0, 200), "top_p": (0, 1), "min_p": (0, 1), "typical_p": (0, 1),
+             "repetition_penalty": (0.5, 2), "no_repeat_ngram_size": (0, 6), "max_new_tokens": (1, 200),
+             "num_beams": (1, 8), "length_penalty": (-2, 2), "num_return_sequences": (1, 8),
+             "penalty_alpha": (0, 1), "contrastive_k": (1, 20)}
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,54 @@ class DecodeConfig:
     penalty_alpha: float = 0.6
     contrastive_k: int = 4
     chat_template: bool = True
+
+
+def seed_of(value) -> int:
+    """A seed from a form or an API value: None, a float, a string or NaN become a non-negative int."""
+    try:
+        return abs(int(float(value or 0))) % 2**63
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def clamp_to_ui(cfg: DecodeConfig) -> DecodeConfig:
+    """Every number brought into the range its control offers (non-numbers and NaN: the default)."""
+    default, changes = DecodeConfig(), {}
+    for name, (low, high) in UI_RANGES.items():
+        value, fallback = getattr(cfg, name), getattr(default, name)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float(fallback)
+        if not math.isfinite(number):
+            number = float(fallback)
+        number = min(max(number, low), high)
+        changes[name] = int(number) if isinstance(fallback, int) else number
+    return replace(cfg, **changes, seed=seed_of(cfg.seed), strategy=str(cfg.strategy),
+                   chat_template=bool(cfg.chat_template))
+
+
+def check_budget(n_prompt_tokens: int, cfg: DecodeConfig, vocab_size: int) -> None:
+    """ValueError with a sentence if this request would pass a token or memory bound (cfg normalized)."""
+    if n_prompt_tokens > MAX_PROMPT_TOKENS:
+        raise ValueError(f"The prompt is {n_prompt_tokens:,} tokens; the playground takes up to {MAX_PROMPT_TOKENS:,}. "
+                         "Decoding effects show best on a short prompt.")
+    width, what = 1, ""
+    if cfg.strategy == BEAM:
+        width, what = cfg.num_beams, f"Beam search with {cfg.num_beams} beams"
+    elif cfg.strategy == CONTRASTIVE:
+        width, what = cfg.contrastive_k, f"Contrastive search with {cfg.contrastive_k} candidates"
+    positions = (n_prompt_tokens + cfg.max_new_tokens) * width
+    if positions > MAX_CACHE_POSITIONS:
+        raise ValueError(f"{what} keeps {width} copies of the text's cache: ({n_prompt_tokens:,} prompt + "
+                         f"{cfg.max_new_tokens} new tokens) x {width} = {positions:,} positions; this server allows "
+                         f"{MAX_CACHE_POSITIONS:,}. Use fewer {'beams' if cfg.strategy == BEAM else 'candidates'}, "
+                         "fewer new tokens or a shorter prompt.")
+    cells = cfg.max_new_tokens * width * vocab_size if cfg.strategy == BEAM else 0
+    if cells > MAX_SCORE_CELLS:
+        raise ValueError(f"{what} and {cfg.max_new_tokens} new tokens would keep {cells / 1e6:,.0f} million scores "
+                         f"(one per vocabulary token, beam and step); this server allows "
+                         f"{MAX_SCORE_CELLS / 1e6:,.0f} million. Use fewer beams or new tokens.")
 
 
 def normalize(cfg: DecodeConfig) -> tuple[DecodeConfig, list[str]]:

@@ -30,6 +30,7 @@ from models.decoding.config import (  # noqa: F401 (re-exported: the playground'
     STRATEGIES,
     DecodeConfig,
     build_stages,
+    check_budget,
     normalize,
 )
 from models.decoding.contrastive import contrastive_steps
@@ -179,6 +180,7 @@ def stream_steps(lm, prompt: str, cfg: DecodeConfig) -> Iterator[Step]:
         raise ValueError("Beam search keeps several hypotheses: use models.beams.beam_search.")
     model, tok = lm.model, lm.tokenizer
     input_ids = encode_prompt(tok, prompt, cfg.chat_template)
+    check_budget(input_ids.shape[1], cfg, model.config.vocab_size)
     recorder = Recorder(tok, build_stages(cfg))
     text = TextAssembler(tok)
     stop = eos_ids(lm.tokenizer, lm.model)
@@ -240,6 +242,7 @@ def temperature_sweep(lm, prompt: str, chat_template: bool, temperatures: list[f
     Temperature never reorders tokens, so one ordering serves every curve.
     """
     ids = encode_prompt(lm.tokenizer, prompt, chat_template)
+    check_budget(ids.shape[1], DecodeConfig(strategy=GREEDY, max_new_tokens=1), lm.model.config.vocab_size)
     with torch.inference_mode():
         logits = lm.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
     order = torch.argsort(logits, descending=True, stable=True)
