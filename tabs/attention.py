@@ -325,14 +325,17 @@ def build(services, settings) -> TabHandle:
                      {"data": data_state, "layer": wt_layer, "head": wt_head, "query": wt_query})
     knock_call = Call(on_knock, None, [ko_text, ko_table], queue, {"data": data_state, "spec": ko_heads})
     kind.change(on_kind, inputs_kwargs={"kind": kind}, outputs=[text_b, new_tokens, chat_template],
-                api_name="attention_model_kind", queue=False)
-    shown = show.click(**show_call.kwargs(), api_name="attention_views")
-    shown.success(**after_show.kwargs(), api_name="attention_heatmap_after")
+                api_name="attention_model_kind", api_visibility="private", queue=False)
+    # Public API: `attention` only (the README's API section); the tab's handlers stay callable by
+    # gradio_client (undocumented), its plumbing (model switch, sub-tab, chained redraw) is private.
+    hidden = {"api_visibility": "undocumented"}
+    shown = show.click(**show_call.kwargs(), api_name="attention_views", **hidden)
+    shown.success(**after_show.kwargs(), api_name="attention_heatmap_after", api_visibility="private")
     sub_tabs.select(on_tab, inputs_kwargs={**heatmap_inputs, "image": hm_image},
-                    outputs=[active_tab, hm_image, download], api_name="attention_tab")
-    gr.on([hm_layer.input, hm_head.input], **heatmap_call.kwargs(), api_name="attention_heatmap")
-    wt_button.click(**walk_call.kwargs(), api_name="attention_walkthrough")
-    ko_button.click(**knock_call.kwargs(), api_name="attention_knockout")
+                    outputs=[active_tab, hm_image, download], api_name="attention_tab", api_visibility="private")
+    gr.on([hm_layer.input, hm_head.input], **heatmap_call.kwargs(), api_name="attention_heatmap", **hidden)
+    wt_button.click(**walk_call.kwargs(), api_name="attention_walkthrough", **hidden)
+    ko_button.click(**knock_call.kwargs(), api_name="attention_knockout", **hidden)
     gr.api(user_errors(attention_data), api_name="attention", **model_queue(settings))
     actions = {"show": Action((show_call, after_show), "Show attention", (), "attention-views"),
                "heatmap": Action((heatmap_call,), "Draw the heatmap", (), "attention-heatmap"),

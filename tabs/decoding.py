@@ -304,17 +304,21 @@ def build(services, settings) -> TabHandle:
     decode_call = Call(decode_ui, [prompt], view.components(), queue, controls)
     chart_call = Call(chart_ui, None, chart, queue, chart_inputs)
     compare_call = Call(compare_ui, [prompt, picks], [*compare_out, compare_notes], queue, controls)
-    generate.click(**decode_call.kwargs(), api_name="decoding_generate")
-    prompt.submit(**decode_call.kwargs(), api_name="decoding_generate_submit")
-    step_pick.input(show_step_ui, [steps_state, step_pick, strategy], inspector.components(), api_name="decoding_step")
+    # Public API: `decode` below (the README's API section); the tab's handlers stay callable by gradio_client
+    # but are not on the API page, and the token click is private.
+    hidden = {"api_visibility": "undocumented"}
+    gr.on([generate.click, prompt.submit], **decode_call.kwargs(), api_name="decoding_generate", **hidden)
+    step_pick.input(show_step_ui, [steps_state, step_pick, strategy], inspector.components(), api_name="decoding_step",
+                    **hidden)
     output.select(select_ui, [steps_state, strategy], [step_pick, *inspector.components()],
-                  api_name="decoding_select_token")
+                  api_name="decoding_select_token", api_visibility="private")
     gr.on([chart_btn.click, generate.click, temperature.release, top_p.release], **chart_call.kwargs(),
-          api_name="decoding_temperature_chart")
-    compare_btn.click(**compare_call.kwargs(), api_name="decoding_compare")
-    preset.input(preset_ui, preset, [prompt, *controls.values(), preset_hint], api_name="decoding_preset").success(
-        **decode_call.kwargs(), api_name="decoding_preset_generate").success(
-        **chart_call.kwargs(), api_name="decoding_preset_chart")
+          api_name="decoding_temperature_chart", **hidden)
+    compare_btn.click(**compare_call.kwargs(), api_name="decoding_compare", **hidden)
+    preset.input(preset_ui, preset, [prompt, *controls.values(), preset_hint], api_name="decoding_preset",
+                 **hidden).success(
+        **decode_call.kwargs(), api_name="decoding_preset_generate", **hidden).success(
+        **chart_call.kwargs(), api_name="decoding_preset_chart", **hidden)
 
     def decode(prompt: str, strategy: str = SAMPLING, temperature: float = 1.0, top_k: int = 50,
                top_p: float = 1.0, min_p: float = 0.0, typical_p: float = 1.0, repetition_penalty: float = 1.0,

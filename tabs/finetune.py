@@ -260,17 +260,19 @@ def build(services, settings) -> TabHandle:
 
     train_call = Call(train_ui, [session, task, uploaded, *settings_inputs], view.components(), FINETUNE_QUEUE)
     predict_call = Call(try_ui, [session, text_a, text_b], [prediction, prediction_note], model_queue(settings))
-    train_event = train.click(**train_call.kwargs(), api_name="finetune_train")
+    # Public API: finetune_classifier, finetune_predict and finetune_lora (the README's API section); the tab's
+    # handlers stay callable by gradio_client but are not on the API page, its form plumbing is private.
+    train_event = train.click(**train_call.kwargs(), api_name="finetune_train", api_visibility="undocumented")
     preset_event = preset.input(preset_ui, preset, [task, regime, optimizer, lr, steps, task_note],
-                                api_name="finetune_preset").success(**train_call.kwargs(),
-                                                                    api_name="finetune_preset_train")
+                                api_name="finetune_preset", api_visibility="undocumented").success(
+        **train_call.kwargs(), api_name="finetune_preset_train", api_visibility="undocumented")
     stop.click(stop_ui, [session], view.components(), cancels=[train_event, preset_event], api_name="finetune_stop",
-               concurrency_limit=None)
-    regime.input(regime_ui, regime, [lr, steps], api_name="finetune_regime_defaults")
-    task.input(task_ui, [task, uploaded], task_note, api_name="finetune_task_note")
+               api_visibility="undocumented", concurrency_limit=None)
+    regime.input(regime_ui, regime, [lr, steps], api_name="finetune_regime_defaults", api_visibility="private")
+    task.input(task_ui, [task, uploaded], task_note, api_name="finetune_task_note", api_visibility="private")
     upload.upload(upload_ui, upload, [uploaded, upload_note, upload_preview, task, task_note],
-                  api_name="finetune_upload", **model_queue(settings))
-    try_btn.click(**predict_call.kwargs(), api_name="finetune_try")
+                  api_name="finetune_upload", api_visibility="undocumented", **model_queue(settings))
+    try_btn.click(**predict_call.kwargs(), api_name="finetune_try", api_visibility="undocumented")
     _api_endpoints(services, cache, settings, session, uploaded, [text_a, text_b])
     components = {"task": task, "regime": regime, "layers": layers, "rank": rank, "optimizer": optimizer,
                   "learning_rate": lr, "steps": steps, "batch_size": batch, "seed": seed, "text": text_a,

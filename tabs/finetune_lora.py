@@ -15,7 +15,7 @@ import pandas as pd
 
 from models.finetune import lora_chat
 from models.finetune.jobs import Session
-from models.finetune.trainer import TrainingStopped
+from models.finetune.control import TrainingStopped
 from tabs import finetune_views as views
 from tabs.common import escape, model_queue, user_errors
 from tabs.handles import Action, Call
@@ -184,12 +184,14 @@ def build_lora(registry, settings, session: gr.State) -> LoraParts:
 
     train_call = Call(train_ui, [session, rank, lr, steps, seed], view.components(), FINETUNE_QUEUE)
     ask_call = Call(ask_ui, [session, prompt, mode], reply, model_queue(settings))
-    train_event = train.click(**train_call.kwargs(), api_name="lora_train")
+    # Not on the API page (finetune_lora is): still callable by gradio_client, as the browser calls them.
+    hidden = {"api_visibility": "undocumented"}
+    train_event = train.click(**train_call.kwargs(), api_name="lora_train", **hidden)
     stop.click(stop_ui, [session], view.components(), cancels=[train_event], api_name="lora_stop",
-               concurrency_limit=None)
-    ask.click(**ask_call.kwargs(), api_name="lora_answer")
-    merge.click(merge_ui, [session, prompt], reply, api_name="lora_merge", **model_queue(settings))
-    drop.click(drop_ui, [session], reply, api_name="lora_drop")
+               concurrency_limit=None, **hidden)
+    ask.click(**ask_call.kwargs(), api_name="lora_answer", **hidden)
+    merge.click(merge_ui, [session, prompt], reply, api_name="lora_merge", **hidden, **model_queue(settings))
+    drop.click(drop_ui, [session], reply, api_name="lora_drop", **hidden)
     components = {"lora_rank": rank, "lora_learning_rate": lr, "lora_steps": steps, "lora_seed": seed,
                   "lora_prompt": prompt, "lora_model": mode}
     actions = {"lora_train": Action((train_call,), "Train the adapter", ("chat",), "lora-answers"),

@@ -336,10 +336,8 @@ def wire(bar: Bar, handles: list[TabHandle], main_tabs: gr.Tabs, services, setti
                          api_name="lesson_presenter", api_visibility="private", **LIGHT)
     bar.timer.tick(lessons.refresh, bar.position, [bar.steps, bar.counter, bar.timer], api_name="lesson_ready",
                    api_visibility="private", **LIGHT)
-    bar.unlock.click(lessons.unlock, bar.key, [bar.instructor, bar.lane_note, bar.key], api_name="lesson_unlock",
-                     api_visibility="private", concurrency_id="lesson-unlock", concurrency_limit=1)
-    bar.key.submit(lessons.unlock, bar.key, [bar.instructor, bar.lane_note, bar.key], api_name="lesson_unlock_submit",
-                   api_visibility="private", concurrency_id="lesson-unlock", concurrency_limit=1)
+    gr.on([bar.unlock.click, bar.key.submit], lessons.unlock, bar.key, [bar.instructor, bar.lane_note, bar.key],
+          api_name="lesson_unlock", api_visibility="private", concurrency_id="lesson-unlock", concurrency_limit=1)
     for (tab, name, lane), trigger in lessons.triggers.items():
         _wire_action(lessons, trigger, lessons.handles[tab].actions[name], f"lesson_{tab}_{name}", lane, triggers)
     gr.api(lessons.summary, api_name="lessons")

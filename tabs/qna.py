@@ -212,10 +212,12 @@ def build(services, settings) -> TabHandle:
     outputs = [chat, question, prompt_view, prompt_tokens, passage_view, notice]
     ask_call = Call(ask_handler, inputs, outputs, generation_queue(settings))
     clear_call = Call(clear, None, outputs, {"queue": False})
-    ask_event = ask.click(**ask_call.kwargs(), api_name="qna_chat")
-    submit_event = question.submit(**ask_call.kwargs(), api_name="qna_submit")
-    stop.click(None, None, None, cancels=[ask_event, submit_event], api_name="qna_stop")
-    clear_btn.click(**clear_call.kwargs(), api_name="qna_clear")
+    # The API page shows the documented endpoint only (qna_answer); the chat's own handler stays callable
+    # by gradio_client (undocumented) and the Clear button's is private.
+    ask_event = gr.on([ask.click, question.submit], **ask_call.kwargs(), api_name="qna_chat",
+                      api_visibility="undocumented")
+    stop.click(None, None, None, cancels=[ask_event], api_name="qna_stop")  # no function: private
+    clear_btn.click(**clear_call.kwargs(), api_name="qna_clear", api_visibility="private")
     gr.api(qna_answer, api_name="qna_answer", **generation_queue(settings))
     # conversation: a lesson step may start it afresh (set: {conversation: []}) and keep its question.
     components = {"question": question, "passage": context, "mode": mode, "max_new_tokens": max_new_tokens,

@@ -218,16 +218,19 @@ def build(services, settings) -> TabHandle:
     def details_fn(model_key, progress=gr.Progress()):
         return details(cache, model_key, progress)
 
-    model.change(on_model, model, scheme, api_name="quant_schemes")
+    model.change(on_model, model, scheme, api_name="quant_schemes", api_visibility="private")
     queue = model_queue(settings)
     calls = (Call(stream, [model, scheme, prompt, max_new], [status, full_out, quant_out, strip], queue),
              Call(table_fn, [model, prompt, max_new], [table, cost], queue),
              Call(charts, cost, [size_plot, speed_plot, ttft_plot]),
              Call(details_fn, model, [quality, bytes_table, bytes_plot, hardware_md, kernels], queue))
-    (run_btn.click(**calls[0].kwargs(), api_name="quant_stream")
+    # Public API: quant_compare (the metrics table) and the ladder's endpoints; the other steps of Compare
+    # stay callable by gradio_client but are not on the API page.
+    hidden = {"api_visibility": "undocumented"}
+    (run_btn.click(**calls[0].kwargs(), api_name="quant_stream", **hidden)
      .success(**calls[1].kwargs(), api_name="quant_compare")
-     .success(**calls[2].kwargs(), api_name="quant_charts")
-     .success(**calls[3].kwargs(), api_name="quant_details"))
+     .success(**calls[2].kwargs(), api_name="quant_charts", **hidden)
+     .success(**calls[3].kwargs(), api_name="quant_details", **hidden))
     return TabHandle("quantized", {"model": model, "scheme": scheme, "new_tokens": max_new, "prompt": prompt},
                      {"compare": Action(calls, "Compare", (), "quant-table")}, needs=warm_ups(cache, registry),
                      value_needs={"model": {CHAT: ("chat", "quant-chat"), ENCODER: ("encoder", "quant-encoder")}})

@@ -138,15 +138,16 @@ def build(cache, model: gr.Radio, settings) -> None:
         return views.table([keep_row(model_key, fmt, kept, _progress(progress))])
 
     queue = model_queue(settings)
+    hidden = {"api_visibility": "undocumented"}  # the buttons' handlers: not on the API page (quant_ladder etc. are)
     model.change(lambda key: gr.CheckboxGroup(choices=group_choices(key), value=["down_proj"]), model, keep,
-                 api_name="quant_keep_groups")
+                 api_name="quant_keep_groups", api_visibility="private")
     ladder_btn.click(_plain_errors(ladder_ui), [model, formats], [baseline, ladder_table, ladder_plot, ladder_notes],
-                     api_name="quant_ladder_view", **queue)
+                     api_name="quant_ladder_view", **hidden, **queue)
     sens_btn.click(_plain_errors(sensitivity_ui), [model, sens_format], [sens_plot, sens_table, keep],
-                   api_name="quant_sensitivity_view", **queue).success(
-        _plain_errors(keep_ui), [model, sens_format, keep], keep_table, api_name="quant_keep_view", **queue)
+                   api_name="quant_sensitivity_view", **hidden, **queue).success(
+        _plain_errors(keep_ui), [model, sens_format, keep], keep_table, api_name="quant_keep_view", **hidden, **queue)
     keep.input(_plain_errors(keep_ui), [model, sens_format, keep], keep_table, api_name="quant_keep_toggle",
-               trigger_mode="always_last", **queue)
+               trigger_mode="always_last", **hidden, **queue)
     gr.api(_plain_errors(quant_ladder), api_name="quant_ladder", **queue)
     gr.api(_plain_errors(quant_sensitivity), api_name="quant_sensitivity", **queue)
     gr.api(_plain_errors(quant_keep_full), api_name="quant_keep_full", **queue)

@@ -431,25 +431,28 @@ def build(services: Services, settings) -> TabHandle:
         return clear_chat(out)
 
     chunking = [files, chunk_size, overlap, unit]
-    preview_btn.click(rag_preview, chunking, [preview_table, boundaries], api_name="rag_preview",
+    # Public API: rag_ingest, rag_ask and the two evaluations (the README's API section); the chat's own
+    # handlers are undocumented (gradio_client can still drive them), UI plumbing is private.
+    hidden = {"api_visibility": "undocumented"}
+    preview_btn.click(rag_preview, chunking, [preview_table, boundaries], api_name="rag_preview", **hidden,
                       **model_queue(settings))  # it parses, tokenizes and splits: model work
     ingest_btn.click(rag_ingest, chunking, [report, status, docs, doc_pick], api_name="rag_ingest",
                      **model_queue(settings))
-    refresh_btn.click(rag_list, None, [docs, doc_pick], api_name="rag_list")
-    delete_btn.click(rag_delete, [doc_pick], [docs, doc_pick, doc_note], api_name="rag_delete")
+    refresh_btn.click(rag_list, None, [docs, doc_pick], api_name="rag_list", **hidden)
+    delete_btn.click(rag_delete, [doc_pick], [docs, doc_pick, doc_note], api_name="rag_delete", **hidden)
     reset_btn.click(rag_reset, None, [docs, doc_pick, doc_note, chat, sources, standalone, plain],
-                    api_name="rag_reset")
+                    api_name="rag_reset", **hidden)
     ask_inputs = [question, chat, top_k, threshold, use_mmr, include_sample, compare, hybrid]
     ask_outputs = [chat, question, standalone, hits, sources, prompt_view, prompt_info, plain]
-    compare.change(lambda on: gr.update(visible=on), compare, plain, api_name="rag_compare_toggle", queue=False)
+    compare.change(lambda on: gr.update(visible=on), compare, plain, api_name="rag_compare_toggle",
+                   api_visibility="private", queue=False)
     ask_call = Call(rag_chat, ask_inputs, ask_outputs, generation_queue(settings))
     clear_call = Call(rag_clear, None, [chat, standalone, sources, plain, prompt_view], {"queue": False})
     eval_call = Call(rag_eval, [chunk_size, overlap, unit, top_k], [eval_summary, eval_table], model_queue(settings))
-    ask_event = ask_btn.click(**ask_call.kwargs(), api_name="rag_chat")
-    submit_event = question.submit(**ask_call.kwargs(), api_name="rag_chat_submit")
+    ask_event = gr.on([ask_btn.click, question.submit], **ask_call.kwargs(), api_name="rag_chat", **hidden)
     # Stop closes the running answer: its generation ends at the next token (models/chat.stream_answer).
-    stop_btn.click(None, None, None, cancels=[ask_event, submit_event], api_name="rag_stop")
-    clear_btn.click(**clear_call.kwargs(), api_name="rag_clear")
+    stop_btn.click(None, None, None, cancels=[ask_event], api_name="rag_stop")  # no function: private
+    clear_btn.click(**clear_call.kwargs(), api_name="rag_clear", api_visibility="private")
     eval_btn.click(**eval_call.kwargs(), api_name="rag_eval")
     answer_eval_btn.click(rag_eval_answers, [chunk_size, overlap, unit, top_k, threshold, use_mmr, include_sample,
                                              hybrid, per_document, with_ablation],

@@ -306,21 +306,24 @@ def build(services, settings) -> TabHandle:
         "rotary": Call(lambda *v: show_rotary(registry, *v), [query, key, layer, distance], rotary_plot, queue),
         "learned_positions": Call(lambda n: show_learned_positions(registry, n), n_positions, learned_plot, queue),
     }
-    gr.on([cut.click, as_chat.input], **calls["tokenize"].kwargs(), api_name="tokens_tokenize")
-    explain.click(**calls["explain"].kwargs(), api_name="tokens_explain_word")
-    gr.on([draw.click, dims.input], **calls["embed"].kwargs(), api_name="tokens_map")
-    near_btn.click(**calls["neighbours"].kwargs(), api_name="tokens_neighbours")
-    analogy_btn.click(**calls["analogy"].kwargs(), api_name="tokens_analogy")
-    classics_btn.click(**calls["classics"].kwargs(), api_name="tokens_classic_analogies")
-    rotary_btn.click(**calls["rotary"].kwargs(), api_name="tokens_rotary")
-    learned_btn.click(**calls["learned_positions"].kwargs(), api_name="tokens_learned_positions")
+    # Public API: tokenize, embedding_map and logit_lens below (the README's API section); the tab's own
+    # handlers stay callable by gradio_client but are not on the API page, the grid click is private.
+    hidden = {"api_visibility": "undocumented"}
+    gr.on([cut.click, as_chat.input], **calls["tokenize"].kwargs(), api_name="tokens_tokenize", **hidden)
+    explain.click(**calls["explain"].kwargs(), api_name="tokens_explain_word", **hidden)
+    gr.on([draw.click, dims.input], **calls["embed"].kwargs(), api_name="tokens_map", **hidden)
+    near_btn.click(**calls["neighbours"].kwargs(), api_name="tokens_neighbours", **hidden)
+    analogy_btn.click(**calls["analogy"].kwargs(), api_name="tokens_analogy", **hidden)
+    classics_btn.click(**calls["classics"].kwargs(), api_name="tokens_classic_analogies", **hidden)
+    rotary_btn.click(**calls["rotary"].kwargs(), api_name="tokens_rotary", **hidden)
+    learned_btn.click(**calls["learned_positions"].kwargs(), api_name="tokens_learned_positions", **hidden)
     lens_outputs = [lens_state, grid, layer_pick, position_pick, cell_note, cell, chosen_plot, lens_notes]
     calls["lens"] = Call(lambda *v: run_lens(registry, *v), [lens_prompt, lens_chat, top_k], lens_outputs, queue)
-    lens_btn.click(**calls["lens"].kwargs(), api_name="tokens_lens")
+    lens_btn.click(**calls["lens"].kwargs(), api_name="tokens_lens", **hidden)
     gr.on([layer_pick.input, position_pick.input], show_cell, [lens_state, layer_pick, position_pick],
-          [cell_note, cell, chosen_plot], api_name="tokens_lens_cell")
+          [cell_note, cell, chosen_plot], api_name="tokens_lens_cell", **hidden)
     grid.select(select_cell, lens_state, [layer_pick, position_pick, cell_note, cell, chosen_plot],
-                api_name="tokens_lens_select")
+                api_name="tokens_lens_select", api_visibility="private")
     to_decoding.click(None, lens_prompt, None, js=OPEN_DECODING_JS)  # browser-only: no server function
 
     # ---- scriptable endpoints --------------------------------------------------------------
