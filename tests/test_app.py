@@ -5,15 +5,6 @@ from __future__ import annotations
 import time
 import urllib.request
 
-from app import build_demo
-
-
-def test_every_listener_has_an_api_name(settings, registry):
-    demo = build_demo(settings, registry)
-    unnamed = [fn.name for fn in demo.fns.values()
-               if fn.api_name in (None, False, "") and fn.fn is not None and fn.show_api]
-    assert not unnamed, f"listeners without api_name: {unnamed}"
-
 
 def test_page_is_served_fast_without_loading_models(app_url, registry):
     start = time.perf_counter()
