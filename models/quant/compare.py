@@ -21,7 +21,7 @@ from models.quant import metrics as qm
 from models.quant import run
 from models.quant import schemes as qs
 from models.quant.cache import QuantCache
-from models.quant.inputs import check_request
+from models.quant.inputs import check_prompt_tokens, check_request
 from models.registry import CHAT, ENCODER, ModelRegistry
 
 Progress = Callable[[float, str], None]
@@ -88,10 +88,11 @@ def token_strip(full_model, quant_model, tokenizer, prompt_ids: torch.Tensor, ge
     if not generated:
         return []
     ids = torch.cat([prompt_ids, torch.tensor([generated])], dim=1)
-    start = prompt_ids.shape[1] - 1  # logits[t] predict token t+1
-    stop = start + len(generated)
-    base = qm.log_probs(run.logits_of(full_model, ids)[start:stop])
-    other = qm.log_probs(run.logits_of(quant_model, ids)[start:stop])
+    # logits[t] predict token t+1: the positions from the prompt's last token to the one before the last
+    # generated token, the last len(generated) + 1 positions but one (never [T, vocabulary] of the prompt)
+    keep = len(generated) + 1
+    base = qm.log_probs(run.logits_of(full_model, ids, keep)[:-1])
+    other = qm.log_probs(run.logits_of(quant_model, ids, keep)[:-1])
     kl = qm.kl_per_position(base, other).tolist()
     quant_top = other.argmax(-1).tolist()
     return [{"token": tokenizer.decode([tok]), "kl": kl[i], "flip": quant_top[i] != tok,
@@ -107,11 +108,18 @@ def retrieve(encoder, query: str, sentences: list[str], k: int = run.TOP_K) -> l
     return [(sentences[i], s) for i, s in zip(hits.tolist(), scores, strict=False)]
 
 
-def _chat(cache: QuantCache, key: str, prompt: str, max_new: int, progress: Progress) -> Iterator[ChatSideBySide]:
+def chat_prompt_ids(cache: QuantCache, prompt: str) -> torch.Tensor:
+    """[1, T] ids of the prompt in SmolLM2's chat template; ValueError past the token bound."""
+    ids = run.chat_ids(cache.registry.chat_model().tokenizer, prompt)
+    check_prompt_tokens(ids.shape[1])
+    return ids
+
+
+def _chat(cache: QuantCache, key: str, ids: torch.Tensor, max_new: int, progress: Progress) -> Iterator[ChatSideBySide]:
     lm = cache.registry.chat_model()
     built = qs.quantized(cache, CHAT, key, progress)
     weights = full_weights(cache.registry, CHAT)
-    ids, eos = run.chat_ids(lm.tokenizer, prompt), eos_ids(lm.tokenizer, lm.model)
+    eos = eos_ids(lm.tokenizer, lm.model)
     full_ids, quant_ids, full_tokens, quant_tokens = [], [], [], []
     steps = zip_longest(run.greedy(lm.model, ids, max_new, eos), run.greedy(built.model, ids, max_new, eos))
     for a, b in steps:
@@ -144,5 +152,5 @@ def side_by_side(cache: QuantCache, model_key: str, key: str, prompt: str, max_n
     qs.scheme(model_key, key)
     report = progress or (lambda fraction, text: None)
     if model_key == CHAT:
-        return _chat(cache, key, prompt, max_new, report)
+        return _chat(cache, key, chat_prompt_ids(cache, prompt), max_new, report)
     return _encoder(cache, key, prompt, report)

@@ -15,6 +15,7 @@ from models.chat import eos_ids
 from models.quant import run
 from models.quant import schemes as qs
 from models.quant.cache import QuantCache
+from models.quant.compare import chat_prompt_ids
 from models.quant.inputs import check_request
 from models.registry import CHAT
 
@@ -56,7 +57,7 @@ def compare_table(cache: QuantCache, model_key: str, prompt: str, max_new: int =
     base = qs.full(cache, model_key)
     if model_key == CHAT:
         lm = cache.registry.chat_model()
-        ids, eos = run.chat_ids(lm.tokenizer, prompt), eos_ids(lm.tokenizer, lm.model)
+        ids, eos = chat_prompt_ids(cache, prompt), eos_ids(lm.tokenizer, lm.model)
 
         def timing(model):
             return run.timed_generation(model, ids, max_new, eos)

@@ -87,7 +87,7 @@ def greedy(model, ids: torch.Tensor, max_new: int, eos: set[int]) -> Iterator[tu
     """Yield (token id, seconds since start) for each greedy token, using the KV cache."""
     start = time.perf_counter()
     with torch.no_grad():  # not inference_mode: torchao tensor subclasses need no_grad
-        out = model(input_ids=ids, use_cache=True)
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)  # not [T, vocabulary] for the prompt
         for _ in range(max_new):
             token = int(out.logits[0, -1].float().argmax())
             yield token, time.perf_counter() - start
@@ -111,10 +111,10 @@ def timed_generation(model, ids: torch.Tensor, max_new: int, eos: set[int]) -> d
             "tokens_per_s": (len(times) - 1) / decode if len(times) > 1 and decode > 0 else None}
 
 
-def logits_of(model, ids: torch.Tensor) -> torch.Tensor:
-    """[T, V] float32 logits of one forward pass over ids [1, T]."""
+def logits_of(model, ids: torch.Tensor, last: int = 0) -> torch.Tensor:
+    """[T, V] float32 logits of one forward pass over ids [1, T]; with `last`, only the last positions'."""
     with torch.no_grad():
-        return model(input_ids=ids).logits[0].float()
+        return model(input_ids=ids, logits_to_keep=last).logits[0].float()
 
 
 def reference_ids(tokenizer) -> torch.Tensor:
