@@ -68,13 +68,12 @@ def test_upload_ask_and_see_a_cited_answer(page, tmp_path, settings):
         shutil.copy(path, readme_shot)
     assert page.blocked_requests == [], "the page tried to reach another host"
 
-    # Closing the tab ends the session: its collection is deleted (demo.unload).
+    # Closing the tab is not the end of the session: its documents stay for the grace period, so
+    # a dropped Wi-Fi loses nothing (their removal after it is in test_session_lifetime.py).
     assert len(session_collections_holding(settings, "giraffe-notes.txt")) == 1
     page.context.close()
-    deadline = time.time() + 60
-    while session_collections_holding(settings, "giraffe-notes.txt") and time.time() < deadline:
-        time.sleep(1)
-    assert session_collections_holding(settings, "giraffe-notes.txt") == []
+    time.sleep(3)
+    assert len(session_collections_holding(settings, "giraffe-notes.txt")) == 1
 
 
 def test_answers_with_and_without_retrieval_stand_side_by_side(page):

@@ -29,6 +29,14 @@ def test_bm25_finds_a_rare_code_and_idf_weights_rare_words():
     assert keyword.content_words("How many towels do I need?") == ["towel", "need"]
 
 
+def test_a_question_put_as_a_command_is_covered_by_its_answer():
+    index = KeywordIndex(["a"], ["Paris is the capital of France."])
+    text = "Paris is the capital of France."
+    assert index.coverage("Name the capital of France.", text) == 1.0  # "name" is how it asks
+    assert index.coverage("What is the capital of France?", text) == 1.0
+    assert index.coverage("What name did the ship get?", "The ship sailed.") < 1.0  # elsewhere it counts
+
+
 def test_reciprocal_rank_fusion_rewards_agreement():
     fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "a"]])
     assert [i for i, _ in fused] == ["a", "c", "b"]

@@ -32,6 +32,10 @@ TOKEN_PATTERN = r"(?u)\b\w+\b"  # keep one-character tokens: "4", "B" in "gate B
 # bm25s' longer English list (NLTK's) and the words questions are made of ("how many", "could")
 STOPWORDS = tuple(STOPWORDS_EN_PLUS) + ("many", "much", "would", "could", "may", "might", "must", "also",
                                         "shall", "please")
+# A question put as a command ("Name the capital of France.", "Tell me when ...") starts with a verb
+# the answer never contains; coverage skips it there (and only there: "name" is content elsewhere).
+INSTRUCTION_VERBS = frozenset({"name", "list", "tell", "give", "describe", "explain", "state", "say", "show",
+                               "find", "identify", "mention"})
 
 
 def stem(words: list[str]) -> list[str]:
@@ -104,6 +108,8 @@ class KeywordIndex:
     def coverage(self, question: str, text: str) -> float:
         """IDF-weighted share of the question's content words that occur in `text` (1 = all)."""
         words = content_words(question)
+        if len(words) > 1 and words[0] in INSTRUCTION_VERBS:
+            words = words[1:]
         if not words:
             return 0.0
         present = set(tokenize([text])[0]) if text else set()
