@@ -38,6 +38,18 @@ def intra_op_threads(settings) -> int:
     return max(1, usable_cores() // max(1, settings.model_concurrency))
 
 
+def onnx_session_options(settings):
+    """onnxruntime session options sized like torch's threads (intra_op_threads): onnxruntime's
+    own default is one intra-op thread per physical core of the host, which in a container can be
+    far more than its CPU quota. One inter-op thread: the graphs run sequentially."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads(settings)
+    options.inter_op_num_threads = 1
+    return options
+
+
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool]:
     try:
         words = set(cpuinfo.read_text().split())

@@ -92,6 +92,12 @@ def test_encoder_quality_noise_floor_and_onnx(cache):
     onnx = run.encoder_quality(cache, "onnx-int8")
     assert 0.97 < onnx["mean_cosine"] < 1.0
     assert onnx["overlap_at_k_pct"] >= 60.0
+    # Its onnxruntime session has the model job's share of the CPU quota, as torch has (0 would be
+    # onnxruntime's default: one thread per physical core of the host).
+    from models.hardware import intra_op_threads
+
+    options = qs.quantized(cache, ENCODER, "onnx-int8").model.session.get_session_options()
+    assert options.intra_op_num_threads == intra_op_threads(cache.registry.settings) >= 1
 
 
 def test_first_divergence():

@@ -36,6 +36,7 @@ import numpy as np
 import psutil
 import torch
 
+from models.hardware import onnx_session_options
 from models.housekeeping import release_free_heap
 from models.quant import metrics as qm
 from models.quant.cache import QuantCache
@@ -91,11 +92,12 @@ class TorchEncoder:
 class OrtEncoder:
     """An ONNX export of the encoder's transformer run by onnxruntime, then mean pooling."""
 
-    def __init__(self, path: Path, tokenizer, max_length: int = 256):
+    def __init__(self, path: Path, tokenizer, options, max_length: int = 256):
+        """options: onnxruntime SessionOptions, threads from the CPU quota (hardware.onnx_session_options)."""
         import onnxruntime as ort
 
         self.path, self.tokenizer, self.max_length = path, tokenizer, max_length
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -199,7 +201,7 @@ def build_encoder_onnx(registry: ModelRegistry, progress: Progress):
         tmp.replace(int8_path)  # atomic: another process may be reading the previous file
     finally:
         fp32_path.unlink(missing_ok=True)
-    return OrtEncoder(int8_path, st.tokenizer)
+    return OrtEncoder(int8_path, st.tokenizer, onnx_session_options(registry.settings))
 
 
 SCHEMES: dict[str, list[Scheme]] = {
