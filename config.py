@@ -48,6 +48,15 @@ def _default_cache_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / "genai-lab"
 
 
+def _default_model_jobs() -> int:
+    """Model jobs at once by default: two (bench/load.py's best on 2 cores, one thread each), one when
+    the CPU quota grants a single core. joblib reads the quota (cgroup cpu.max, affinity), not the host's
+    core count, as models.hardware.usable_cores does."""
+    from joblib import cpu_count
+
+    return max(1, min(2, cpu_count(only_physical_cores=False)))
+
+
 def _default_data_dir(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".local" / "share")
     return Path(base) / "genai-lab"
@@ -185,7 +194,7 @@ class Settings:
             host=env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=num("GRADIO_SERVER_PORT", 7860),
             queue_size=num("GENAI_LAB_QUEUE_SIZE", 32),
-            model_concurrency=num("GENAI_LAB_MODEL_CONCURRENCY", 2),
+            model_concurrency=num("GENAI_LAB_MODEL_CONCURRENCY", _default_model_jobs()),
             session_capacity=num("GENAI_LAB_SESSION_CAPACITY", 500),
             session_state_mb=num("GENAI_LAB_SESSION_STATE_MB", 4000),
             warmup=_flag(env.get("GENAI_LAB_WARMUP")) is not False,

@@ -26,7 +26,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from config import Settings
     from models.hardware import intra_op_threads, usable_cores
-    print(usable_cores(), intra_op_threads(Settings(model_concurrency=2)))
+    print(usable_cores(), intra_op_threads(Settings(model_concurrency=2)), Settings.from_env({{}}).model_concurrency)
 """)
 # The Quantized tab's onnxruntime encoder session, one model job at a time: the threads its pool adds.
 ORT_CHILD = textwrap.dedent("""
@@ -61,8 +61,13 @@ def _child_under(files: dict[str, str], child: str, affinity: int | None = None)
 
 
 def _cores_under(files: dict[str, str], affinity: int | None = None) -> tuple[int, int]:
-    cores, threads = _child_under(files, CHILD.format(root=str(ROOT)), affinity)
-    return cores, threads
+    """(usable cores, torch threads of each of two model jobs) under these cgroup files."""
+    return tuple(_child_under(files, CHILD.format(root=str(ROOT)), affinity)[:2])
+
+
+def _default_jobs_under(files: dict[str, str]) -> int:
+    """GENAI_LAB_MODEL_CONCURRENCY's default under these cgroup files."""
+    return _child_under(files, CHILD.format(root=str(ROOT)))[2]
 
 
 def test_cgroup_v2_quota_bounds_the_cores():
@@ -74,6 +79,11 @@ def test_cgroup_v2_quota_bounds_the_cores():
 
 def test_cgroup_v2_one_cpu_gives_one_thread():
     assert _cores_under({"cpu.max": "100000 100000"}) == (1, 1)
+
+
+def test_model_jobs_default_to_two_unless_one_core_is_granted():
+    assert _default_jobs_under({"cpu.max": "100000 100000"}) == 1
+    assert _default_jobs_under({"cpu.max": "250000 100000"}) == min(2, len(os.sched_getaffinity(0)))
 
 
 def test_cgroup_v1_quota_is_read_too():
