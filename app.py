@@ -34,7 +34,7 @@ for noisy in ("torchao", "torch.utils._pytree", "httpx"):
 
 from models.generation.service import GenerationService  # noqa: E402
 from models.housekeeping import Housekeeper  # noqa: E402
-from tabs import attention, decoding, lessons, qna, quantized, rag, tokens  # noqa: E402
+from tabs import attention, decoding, finetune, lessons, qna, quantized, rag, tokens  # noqa: E402
 from tabs.common import Services  # noqa: E402
 from tabs.door import Door  # noqa: E402
 
@@ -45,6 +45,7 @@ TABS = [
     ("QnA bot", qna),
     ("Decoding playground", decoding),
     ("Attention visualizer", attention),
+    ("Fine-tuning", finetune),
     ("Chat with your documents", rag),
     ("Quantized vs full", quantized),
 ]

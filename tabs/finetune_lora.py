@@ -14,8 +14,8 @@ import gradio as gr
 import pandas as pd
 
 from models.finetune import lora_chat
-from models.finetune.jobs import Session
 from models.finetune.control import TrainingStopped
+from models.finetune.jobs import Session
 from tabs import finetune_views as views
 from tabs.common import escape, model_queue, user_errors
 from tabs.handles import Action, Call

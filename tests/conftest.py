@@ -156,6 +156,19 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+README_SHOTS = Path(__file__).parent.parent / "assets" / "screenshots"
+
+
+def readme_screenshot(page, name: str) -> Path:
+    """`screenshot`, also copied to the README's assets/screenshots/<name>.png when that file is
+    missing: delete it to refresh it, so test runs leave git clean."""
+    path = screenshot(page, name)
+    if not (README_SHOTS / f"{name}.png").exists():
+        README_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, README_SHOTS / f"{name}.png")
+    return path
+
+
 def pytest_sessionfinish(session, exitstatus):
     session.config.stash[EXIT_STATUS] = int(exitstatus)
 

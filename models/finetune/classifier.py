@@ -20,6 +20,7 @@ import torch
 from transformers import default_data_collator
 
 from models.finetune import metrics
+from models.finetune.control import OPTIMIZERS, Emit, TrainingStopped, seeded
 from models.finetune.data import Task
 from models.finetune.embeddings import MeteredCollator, base_embeddings, embed_texts, tokenize
 from models.finetune.encoder import (
@@ -32,7 +33,6 @@ from models.finetune.encoder import (
     parameter_counts,
     trained_weights,
 )
-from models.finetune.trainer import OPTIMIZERS, Emit, LiveCallback, TrainingStopped, run_trainer, seeded
 
 # layers <= 2: a session keeps the weights it trained for as long as gradio keeps its state (an hour
 # after its tab closes); two MiniLM layers are 3.5M parameters, 14.2 MB (a LoRA run's: 0.5 MB).
@@ -157,6 +157,8 @@ def _datasets(task: Task, tokenizer, base: dict, regime: Regime) -> tuple[list, 
 def train_classifier(encoder, tokenizer, task: Task, cfg: RunConfig, *, stop: threading.Event | None = None,
                      emit: Emit | None = None, cache=None) -> ClassifierRun:
     """Train a copy of `encoder` (the shared, never-modified MiniLM transformer) on `task`."""
+    from models.finetune.trainer import LiveCallback, run_trainer  # the Trainer loads with the first run
+
     start = time.perf_counter()
     cfg, _ = clamp(cfg)
     task, stop, emit = _limit(task), stop or threading.Event(), emit or (lambda event: None)

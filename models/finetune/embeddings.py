@@ -14,10 +14,10 @@ from collections import OrderedDict
 import torch
 from transformers import DataCollatorWithPadding
 
+from models.finetune.control import TrainingStopped
 from models.finetune.data import MAX_TEXT_TOKENS, Task
 from models.finetune.encoder import mean_pool
 from models.finetune.metrics import cosine
-from models.finetune.trainer import TrainingStopped
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 

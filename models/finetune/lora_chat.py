@@ -24,9 +24,9 @@ import torch
 from transformers import DataCollatorForSeq2Seq
 
 from models.chat import encode_chat, eos_ids, user_message
+from models.finetune.control import OPTIMIZERS, Emit, TrainingStopped, seeded
 from models.finetune.data import ASSETS
 from models.finetune.encoder import load_weights, parameter_counts, trained_weights
-from models.finetune.trainer import OPTIMIZERS, Emit, LiveCallback, TrainingStopped, run_trainer, seeded
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # rank <= 16: the session keeps the adapter; at r = 16 on q/k/v/o it is 1.8M parameters, 7.4 MB (r = 8: 3.7 MB).
@@ -147,6 +147,8 @@ def train_lora(lm, cfg: LoraSettings, *, stop: threading.Event | None = None, em
                demo_prompts: int = DEMO_PROMPTS, max_new_tokens: int = MAX_NEW_TOKENS) -> LoraRun:
     """Teach a LoRA copy of `lm` (the shared CausalLM, never modified) the bundled answer style;
     `demo_prompts` held-out prompts are answered before and after."""
+    from models.finetune.trainer import LiveCallback, run_trainer  # the Trainer loads with the first run
+
     start = time.perf_counter()
     cfg, _ = clamp(cfg)
     stop, emit = stop or threading.Event(), emit or (lambda event: None)

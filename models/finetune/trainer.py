@@ -1,5 +1,5 @@
-"""What every fine-tuning run shares: a seeded start, transformers' Trainer with two learning
-rates, and the callback that streams the curve, stops on request and keeps the best checkpoint.
+"""The training loop of every fine-tuning run: transformers' Trainer with two learning rates,
+and the callback that streams the curve, stops on request and keeps the best checkpoint.
 
 What it teaches: the Trainer owns the loop (batches, forward, loss, backward, optimizer step,
 learning-rate schedule, evaluation); a TrainerCallback sees every step and can steer it — here it
@@ -9,46 +9,22 @@ the user presses Stop, and remembers the weights of the best evaluation so far.
 Parameters that are new (the head, LoRA adapters) learn at the chosen learning rate; pretrained
 weights that are unfrozen learn ten times slower, so a few dozen steps adapt them without
 erasing what they know (discriminative learning rates, as in ULMFiT).
+
+Importing this module loads the Trainer (and peft): models/finetune/classifier.py and lora_chat.py
+import it when a run starts, not at the app's start (models/finetune/control.py holds the rest).
 """
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from models.chat import SEEDED_SAMPLING
-
-PRETRAINED_LR_FACTOR = 0.1
-OPTIMIZERS = {"adamw": "adamw_torch", "sgd": "sgd"}
-Emit = Callable[[dict], None]
-
-
-class TrainingStopped(RuntimeError):
-    """Stop was pressed before the first training step: there is no model to keep."""
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Seed python, numpy and torch for building a model (random initial weights) and a Trainer.
-
-    torch's global generator is shared by the whole process, and the chat tabs' seeded sampling
-    draws from it while holding SEEDED_SAMPLING: take the same lock, so neither run changes the
-    other's random numbers. Held only while weights are created, never during training.
-    """
-    with SEEDED_SAMPLING:
-        set_seed(seed)
-        yield
-
-
-def is_new(name: str) -> bool:
-    """Parameters that did not come with the pretrained model: the head and LoRA adapters."""
-    return name.startswith("head.") or "lora_" in name
+from models.finetune.control import OPTIMIZERS, PRETRAINED_LR_FACTOR, Emit, is_new, seeded
 
 
 class LoopTrainer(Trainer):
