@@ -23,6 +23,11 @@ def test_ask_a_question_in_the_browser(page):
         timeout=120_000)
     page.get_by_text("What the model saw").click()
     page.wait_for_timeout(500)
+    # The README's screenshot shows the whole app: every tab in the tab bar, not a one-tab demo.
+    from app import TABS
+
+    hidden_tabs = [title for title, _ in TABS if not page.get_by_role("tab", name=title, exact=True).is_visible()]
+    assert not hidden_tabs, f"tabs missing from the tab bar: {hidden_tabs}"
     path = screenshot(page, "qna")
     readme_copy = path.parents[1].parent / "assets" / "screenshots" / "qna.png"
     if not readme_copy.exists():  # delete it to refresh the README's screenshot
