@@ -15,6 +15,7 @@ import pytest
 from conftest import launched_app
 
 from config import Settings
+from models.finetune.data import TOPICS
 from models.registry import CHAT, DEFAULT_SPECS, ENCODER, ModelRegistry
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -63,6 +64,8 @@ def test_app_answers_on_every_tab_from_the_hub_cache(hub_only):
     _, registry = hub_only
     with launched_app(registry.settings, registry) as url:
         client = Client(url, verbose=False)
+        tokens = client.predict("unbelievably", False, api_name="/tokenize")
+        assert tokens["chat_model"]["pieces"][:4] == ["un", "belie", "v", "ably"] and tokens["encoder"]["pieces"]
         assert client.predict("What is the capital of France?", "Paris is the capital of France.",
                               api_name="/qna_answer").strip()
         assert client.predict("Once upon a time", strategy="greedy", max_new_tokens=4, api_name="/decode").strip()
@@ -70,6 +73,8 @@ def test_app_answers_on_every_tab_from_the_hub_cache(hub_only):
         assert client.predict("The cat sat.", "", "decoder", 2, api_name="/attention")["layers"] == 30
         answer = client.predict("What is attention?", top_k=2, api_name="/rag_ask")
         assert answer["answer"].strip()
+        trained = client.predict(task=TOPICS, regime="frozen", steps=30, api_name="/finetune_classifier")
+        assert trained["final"]["accuracy"] > trained["baseline"]["accuracy"]
         table = client.predict(ENCODER, "how do plants make food", 4, api_name="/quant_compare")
         assert table["data"][0][0] == "fp32 (full)"
     assert registry.resolve(CHAT).origin == "hub-cache"
