@@ -33,6 +33,7 @@ from models.decoding.steps import (
     temperature_sweep,
 )
 from models.registry import CHAT, ModelRegistry
+from models.time_limit import within
 from tabs import decoding_views as views
 from tabs.common import model_queue, user_errors
 from tabs.handles import Action, Call, TabHandle
@@ -102,8 +103,9 @@ class RunView:
 
 
 @user_errors
-def run_decode(registry: ModelRegistry, view: RunView, prompt: str, knobs: dict):
-    """Stream the generation; the last update fills the step picker and opens step 1."""
+def run_decode(registry: ModelRegistry, view: RunView, prompt: str, knobs: dict, time_limit_s: float):
+    """Stream the generation; the last update fills the step picker and opens step 1. The run stops
+    after `time_limit_s` with what it has (Stop ends it at the next token)."""
     _check_prompt(prompt)
     cfg, notes = normalize(config_from(knobs))
     notes = views.notes_markdown(notes)
@@ -114,23 +116,26 @@ def run_decode(registry: ModelRegistry, view: RunView, prompt: str, knobs: dict)
     start = time.perf_counter()
     if cfg.strategy == BEAM:
         yield {view.notes: notes, view.status: f"Running beam search with {cfg.num_beams} beams…"}
-        result = beam_search(lm, prompt, cfg)
+        result = beam_search(lm, prompt, cfg, max_time=time_limit_s)
         best = result.beams[0]
-        status = (f"Beam search with {cfg.num_beams} beams: {best.length} tokens in "
-                  f"{time.perf_counter() - start:.1f} s. The step inspector follows greedy, sampling and "
-                  "contrastive runs; for beams see the Beams table.")
+        elapsed = time.perf_counter() - start
+        status = (f"Beam search with {cfg.num_beams} beams: {best.length} tokens in {elapsed:.1f} s. "
+                  f"{_stopped(time_limit_s) if elapsed >= time_limit_s else ''}The step inspector follows "
+                  "greedy, sampling and contrastive runs; for beams see the Beams table.")
         yield {view.output: views.highlighted(best.pieces, best.token_probs), view.notes: notes,
                view.status: status, view.steps: [], view.step_pick: gr.update(choices=[], value=None),
                view.beams: views.beams_table(result.beams), view.code: code, **view.inspector.empty()}
         return
-    steps = []
-    for step in stream_steps(lm, prompt, cfg):  # state, picker, beams, code and the inspector wait for the end
+    steps, stopped = [], []
+    # state, picker, beams, code and the inspector wait for the end
+    for step in within(stream_steps(lm, prompt, cfg), time_limit_s, on_timeout=lambda: stopped.append(True)):
         steps.append(step)
         yield {view.output: views.highlighted([s.token for s in steps], [s.prob for s in steps]),
                view.notes: notes, view.status: f"Generating… {len(steps)} tokens"}
     elapsed = time.perf_counter() - start
     status = (f"{cfg.strategy.capitalize()}: {len(steps)} tokens in {elapsed:.1f} s "
-              f"({len(steps) / max(elapsed, 1e-9):.1f} tokens/s). Click a token or pick a step to inspect it.")
+              f"({len(steps) / max(elapsed, 1e-9):.1f} tokens/s). {_stopped(time_limit_s) if stopped else ''}"
+              "Click a token or pick a step to inspect it.")
     yield {view.output: views.highlighted([s.token for s in steps], [s.prob for s in steps]), view.notes: notes,
            view.status: status, view.steps: steps,
            view.step_pick: gr.update(choices=views.step_choices(steps), value=0), view.beams: None,
@@ -156,19 +161,25 @@ def temperature_chart(registry: ModelRegistry, prompt: str, chat_template: bool,
     return views.temperature_figure(sweep, float(top_p))
 
 
-def _run_config(lm, prompt: str, cfg: DecodeConfig):
+def _stopped(time_limit_s: float) -> str:
+    return (f"Stopped after {time_limit_s:g} s: on this shared server every run has a time limit. "
+            "What was produced so far is shown. ")
+
+
+def _run_config(lm, prompt: str, cfg: DecodeConfig, seconds: float):
     cfg, notes = normalize(cfg)
     if cfg.strategy == BEAM:
-        best = beam_search(lm, prompt, cfg).beams[0]
+        best = beam_search(lm, prompt, cfg, max_time=seconds).beams[0]
         return views.highlighted(best.pieces, best.token_probs), notes
-    steps = list(stream_steps(lm, prompt, cfg))
+    steps = list(within(stream_steps(lm, prompt, cfg), seconds))
     return views.highlighted([s.token for s in steps], [s.prob for s in steps]), notes
 
 
 @user_errors
 def run_compare(registry: ModelRegistry, columns: list, notes_box, prompt: str, names: list[str], knobs: dict,
-                progress):
-    """Run 2-4 configurations on the same prompt and seed; one column each (returned together)."""
+                progress, time_limit_s: float):
+    """Run 2-4 configurations on the same prompt and seed; one column each (returned together), all
+    within one time limit (a configuration that starts after it is left out, with a note)."""
     _check_prompt(prompt)
     names = list(names or [])
     if not 2 <= len(names) <= MAX_COMPARE:
@@ -176,10 +187,13 @@ def run_compare(registry: ModelRegistry, columns: list, notes_box, prompt: str, 
     current = config_from(knobs)
     lm = registry.chat_model()
     updates = {column: gr.update(value=None, label="", visible=False) for column in columns}
-    messages = []
+    messages, deadline = [], time.monotonic() + time_limit_s
     for i, (column, name) in enumerate(zip(columns, names, strict=False)):
+        if time.monotonic() >= deadline:
+            messages.append(f"{name}: not run. {_stopped(time_limit_s)}")
+            continue
         progress(i / len(names), desc=f"Running {name}")
-        value, notes = _run_config(lm, prompt, compare_config(name, current))
+        value, notes = _run_config(lm, prompt, compare_config(name, current), deadline - time.monotonic())
         updates[column] = gr.update(value=value, label=name, visible=True)
         messages += [f"{name}: {n}" for n in notes]
     return {**updates, notes_box: views.notes_markdown(messages)}
@@ -233,7 +247,9 @@ def build(services, settings) -> TabHandle:
             with gr.Accordion("Contrastive search", open=False) as contrastive_knobs:
                 alpha = gr.Slider(*UI_RANGES["penalty_alpha"], value=d.penalty_alpha, step=0.05, label="Penalty α")
                 ck = gr.Slider(*UI_RANGES["contrastive_k"], value=d.contrastive_k, step=1, label="Candidates (top-k)")
-            generate = gr.Button("Generate", variant="primary", elem_id="decoding-generate")
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="decoding-generate", scale=3)
+                stop_btn = gr.Button("Stop", elem_id="decoding-stop", scale=1)
         with gr.Column(scale=3):
             notes = gr.Markdown()
             output = gr.HighlightedText(label="Output (each token coloured by its probability)",
@@ -283,7 +299,7 @@ def build(services, settings) -> TabHandle:
     queue = model_queue(settings)
 
     def decode_ui(prompt, **knobs):
-        yield from run_decode(registry, view, prompt, knobs)
+        yield from run_decode(registry, view, prompt, knobs, settings.job_time_limit_s)
 
     @user_errors
     def show_step_ui(steps, index, strategy):
@@ -296,7 +312,8 @@ def build(services, settings) -> TabHandle:
         return temperature_chart(registry, prompt, chat_template, temperature, top_p)
 
     def compare_ui(prompt, names, progress=gr.Progress(), **knobs):
-        return run_compare(registry, compare_out, compare_notes, prompt, names, knobs, progress)
+        return run_compare(registry, compare_out, compare_notes, prompt, names, knobs, progress,
+                           settings.job_time_limit_s)
 
     def preset_ui(name):
         return apply_preset(prompt, controls, preset_hint, name)
@@ -307,18 +324,20 @@ def build(services, settings) -> TabHandle:
     # Public API: `decode` below (the README's API section); the tab's handlers stay callable by gradio_client
     # but are not on the API page, and the token click is private.
     hidden = {"api_visibility": "undocumented"}
-    gr.on([generate.click, prompt.submit], **decode_call.kwargs(), api_name="decoding_generate", **hidden)
+    runs = [gr.on([generate.click, prompt.submit], **decode_call.kwargs(), api_name="decoding_generate", **hidden)]
     step_pick.input(show_step_ui, [steps_state, step_pick, strategy], inspector.components(), api_name="decoding_step",
                     **hidden)
     output.select(select_ui, [steps_state, strategy], [step_pick, *inspector.components()],
                   api_name="decoding_select_token", api_visibility="private")
     gr.on([chart_btn.click, generate.click, temperature.release, top_p.release], **chart_call.kwargs(),
           api_name="decoding_temperature_chart", **hidden)
-    compare_btn.click(**compare_call.kwargs(), api_name="decoding_compare", **hidden)
-    preset.input(preset_ui, preset, [prompt, *controls.values(), preset_hint], api_name="decoding_preset",
-                 **hidden).success(
-        **decode_call.kwargs(), api_name="decoding_preset_generate", **hidden).success(
-        **chart_call.kwargs(), api_name="decoding_preset_chart", **hidden)
+    runs.append(compare_btn.click(**compare_call.kwargs(), api_name="decoding_compare", **hidden))
+    runs.append(preset.input(preset_ui, preset, [prompt, *controls.values(), preset_hint], api_name="decoding_preset",
+                             **hidden).success(**decode_call.kwargs(), api_name="decoding_preset_generate", **hidden))
+    runs[-1].success(**chart_call.kwargs(), api_name="decoding_preset_chart", **hidden)
+    # Stop ends a streamed run at its next token (its generator is not advanced again); a beam search is
+    # one generate() call, bounded by the time limit.
+    stop_btn.click(None, None, None, cancels=runs, api_name="decoding_stop")  # no function: private
 
     def decode(prompt: str, strategy: str = SAMPLING, temperature: float = 1.0, top_k: int = 50,
                top_p: float = 1.0, min_p: float = 0.0, typical_p: float = 1.0, repetition_penalty: float = 1.0,
@@ -333,7 +352,7 @@ def build(services, settings) -> TabHandle:
             max_new_tokens=max_new_tokens, seed=seed, num_beams=num_beams, length_penalty=length_penalty,
             num_return_sequences=num_return_sequences, penalty_alpha=penalty_alpha, contrastive_k=contrastive_k,
             chat_template=chat_template))
-        return generate_text(registry.chat_model(), prompt, cfg)[0]
+        return generate_text(registry.chat_model(), prompt, cfg, max_time=settings.job_time_limit_s)[0]
 
     gr.api(user_errors(decode), api_name="decode", **queue)
     actions = {"generate": Action((decode_call, chart_call), "Generate", ("chat",), "decoding-output"),

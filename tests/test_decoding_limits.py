@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import patient_client
 from gradio_client.exceptions import AppError
 from test_hostile_input import still_serving
 
@@ -63,3 +64,51 @@ def test_api_knobs_set_to_a_billion_still_give_an_answer(client, app_url):
     text = client.predict("Once upon a time", "greedy", 1e9, 10**9, 1e9, 1e9, 1e9, 1e9, 10**9, 8, 10**12,
                           10**9, 1e300, 10**9, 1e9, 10**9, False, api_name="/decode")
     assert isinstance(text, str) and time.perf_counter() - start < 120 and still_serving(app_url)
+
+
+COUNTING = ", ".join(str(i) for i in range(1, 40))  # raw text: SmolLM2 keeps counting, no end of text
+CONTRASTIVE_20 = ("contrastive search", 1.0, 50, 1.0, 0.0, 1.0, 1.0, 0, 200, 0, 4, 1.0, 1, 0.6, 20, False)
+
+
+def forward_counter(model):
+    """A list that grows by one on every forward pass of the model, and the hook's handle."""
+    calls: list[float] = []
+    return calls, model.register_forward_hook(lambda *_: calls.append(time.monotonic()))
+
+
+def wait_quiet(calls: list, quiet_s: float, deadline_s: float) -> bool:
+    """True once no forward pass has started for `quiet_s` seconds (within `deadline_s`)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if not calls or time.monotonic() - calls[-1] > quiet_s:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_stop_ends_the_playgrounds_generation_not_only_the_wait(app_url, registry):
+    """The Stop button cancels every run of the tab, and a cancelled run stops: the model runs at most
+    the step it was in, not the 200 tokens asked."""
+    import httpx
+
+    config = httpx.get(f"{app_url}config", timeout=60).json()
+    ids = {d.get("api_name"): d["id"] for d in config["dependencies"]}
+    stop = next(d for d in config["dependencies"] if d.get("api_name") == "decoding_stop")
+    cancelled = {i for d in config["dependencies"] if d["types"]["cancel"] and d["targets"] == stop["targets"]
+                 for i in d["cancels"]}  # gradio adds the cancelling function beside the click's own
+    assert {ids["decoding_generate"], ids["decoding_compare"], ids["decoding_preset_generate"]} <= cancelled
+    client = patient_client(app_url)
+    calls, hook = forward_counter(registry.chat_model().model)
+    try:
+        assert wait_quiet(calls, 2, 120)
+        job = client.submit(COUNTING, *CONTRASTIVE_20, api_name="/decoding_generate")
+        deadline = time.monotonic() + 120
+        while len(calls) < 4 and time.monotonic() < deadline:  # a few tokens are out
+            time.sleep(0.05)
+        job.cancel()
+        at_stop = len(calls)
+        assert wait_quiet(calls, 3, 120)
+        assert len(calls) - at_stop <= 2 and len(calls) < 100  # the step in flight, never the 200 tokens
+    finally:
+        hook.remove()
+    assert still_serving(app_url)

@@ -111,3 +111,17 @@ def test_indexing_that_passes_the_time_limit_stores_nothing(limited_app, tmp_pat
         client.predict([handle_file(str(path))], 32, 0, "tokens", api_name="/rag_ingest")
     assert time.perf_counter() - start < 90
     assert rows(client.predict(api_name="/rag_list")[0]) == []
+
+
+def test_the_decoding_playground_stops_at_the_time_limit(limited_app, lm):
+    """Contrastive search with 20 candidates asked for 200 tokens (tens of seconds): /decode returns
+    what it has at the limit, and the UI's streamed run says why it stopped."""
+    from test_decoding_limits import CONTRASTIVE_20, COUNTING
+
+    _, _, client = limited_app
+    start = time.perf_counter()
+    text = client.predict(COUNTING, *CONTRASTIVE_20, api_name="/decode")
+    assert time.perf_counter() - start < 60
+    assert text and len(lm.tokenizer(text)["input_ids"]) < 190
+    outputs = client.predict(COUNTING, *CONTRASTIVE_20, api_name="/decoding_generate")
+    assert f"Stopped after {LIMIT_S:g} s" in outputs[2]  # the status line

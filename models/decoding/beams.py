@@ -32,15 +32,18 @@ class BeamResult:
     beams: list[Beam]  # best first
 
 
-def beam_search(lm, prompt: str, cfg: DecodeConfig) -> BeamResult:
-    """Run beam search with cfg's beams, length penalty and penalties (cfg normalized)."""
+def beam_search(lm, prompt: str, cfg: DecodeConfig, max_time: float | None = None) -> BeamResult:
+    """Run beam search with cfg's beams, length penalty and penalties (cfg normalized); with
+    `max_time`, generate stops after that many seconds (transformers' MaxTimeCriteria) with the
+    beams it has."""
     model, tok = lm.model, lm.tokenizer
     input_ids = encode_prompt(tok, prompt, cfg.chat_template)
     check_budget(input_ids.shape[1], cfg, model.config.vocab_size)
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                              return_dict_in_generate=True, output_scores=True,
-                             pad_token_id=tok.pad_token_id or tok.eos_token_id, **generate_kwargs(cfg))
+                             pad_token_id=tok.pad_token_id or tok.eos_token_id, max_time=max_time,
+                             **generate_kwargs(cfg))
         transition = model.compute_transition_scores(out.sequences, out.scores, out.beam_indices,
                                                      normalize_logits=False)
     n = input_ids.shape[1]

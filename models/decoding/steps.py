@@ -34,6 +34,7 @@ from models.decoding.config import (  # noqa: F401 (re-exported: the playground'
     normalize,
 )
 from models.decoding.contrastive import contrastive_steps
+from models.time_limit import within
 
 N_CANDIDATES = 12  # rows of the candidates table (top of the raw and of the final distribution)
 N_STRIP = 40  # segments of the cumulative strip kept for the chart
@@ -222,15 +223,19 @@ def _contrastive(lm, input_ids, cfg, recorder: Recorder, text: TextAssembler, st
         yield step
 
 
-def generate_text(lm, prompt: str, cfg: DecodeConfig) -> tuple[str, list[Step], list[str]]:
-    """Run to the end: (generated text without special tokens, steps, notes). Beam search returns
-    the best beam. The steps still show every token, the end-of-turn token included."""
+def generate_text(lm, prompt: str, cfg: DecodeConfig,
+                  max_time: float | None = None) -> tuple[str, list[Step], list[str]]:
+    """Run to the end, or for at most `max_time` seconds: (generated text without special tokens,
+    steps, notes). Beam search returns the best beam. The steps still show every token, the
+    end-of-turn token included."""
     cfg, notes = normalize(cfg)
     if cfg.strategy == BEAM:
         from models.decoding.beams import beam_search
 
-        return strip_special_tokens(lm.tokenizer, beam_search(lm, prompt, cfg).beams[0].text), [], notes
-    steps = list(stream_steps(lm, prompt, cfg))
+        best = beam_search(lm, prompt, cfg, max_time).beams[0]
+        return strip_special_tokens(lm.tokenizer, best.text), [], notes
+    stream = stream_steps(lm, prompt, cfg)
+    steps = list(stream if max_time is None else within(stream, max_time))
     return strip_special_tokens(lm.tokenizer, "".join(s.token for s in steps)), steps, notes
 
 
