@@ -34,3 +34,8 @@ def test_ask_a_question_in_the_browser(page):
         shutil.copy(path, readme_copy)
     assert "Paris" in page.locator("#qna-chat").inner_text()
     assert page.blocked_requests == [], "the page tried to reach another host"
+    # Shift+Enter in the (two-line) question box asks too: one listener for the button and the box (gr.on).
+    page.locator("#qna-question textarea").fill("When was the Eiffel Tower completed?")
+    page.locator("#qna-question textarea").press("Shift+Enter")
+    page.wait_for_function("() => /When was the Eiffel/.test(document.querySelector('#qna-chat').innerText)"
+                           " && document.querySelector('#qna-question textarea').value === ''", timeout=120_000)
