@@ -133,8 +133,9 @@ def run_decode(registry: ModelRegistry, view: RunView, prompt: str, knobs: dict,
         yield {view.output: views.highlighted([s.token for s in steps], [s.prob for s in steps]),
                view.notes: notes, view.status: f"Generating… {len(steps)} tokens"}
     elapsed = time.perf_counter() - start
+    cut = stopped and len(steps) < cfg.max_new_tokens  # the limit may pass just as the last token comes out
     status = (f"{cfg.strategy.capitalize()}: {len(steps)} tokens in {elapsed:.1f} s "
-              f"({len(steps) / max(elapsed, 1e-9):.1f} tokens/s). {_stopped(time_limit_s) if stopped else ''}"
+              f"({len(steps) / max(elapsed, 1e-9):.1f} tokens/s). {_stopped(time_limit_s) if cut else ''}"
               "Click a token or pick a step to inspect it.")
     yield {view.output: views.highlighted([s.token for s in steps], [s.prob for s in steps]), view.notes: notes,
            view.status: status, view.steps: steps,

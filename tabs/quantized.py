@@ -20,6 +20,7 @@ from models.quant import schemes as qs
 from models.quant.cache import QuantCache
 from models.quant.inputs import MAX_NEW_TOKENS
 from models.registry import CHAT, ENCODER
+from models.time_limit import within
 from tabs import quantized_ladder
 from tabs import quantized_views as views
 from tabs.common import model_queue, user_errors
@@ -83,15 +84,22 @@ def encoder_view(result: compare.EncoderSideBySide) -> tuple[str, str, str, str]
 
 
 @user_errors
-def compare_stream(cache: QuantCache, model_key: str, key: str, prompt: str, max_new: float,
+def compare_stream(cache: QuantCache, model_key: str, key: str, prompt: str, max_new: float, time_limit_s: float,
                    progress=gr.Progress()):
-    """Listener: both outputs, streamed, then the divergence and the KL strip."""
+    """Listener: both outputs, streamed, then the divergence and the KL strip; closed at the time
+    limit with the tokens so far (both models stop at their next token)."""
     try:
         results = compare.side_by_side(cache, model_key, key, prompt, max_new, _progress(progress))
     except ValueError as exc:  # the request's own message: empty, too long, unknown scheme
         raise gr.Error(str(exc)) from None
-    for result in results:
+    stopped = (f"Stopped after {time_limit_s:g} s: on this shared server every comparison has a time limit. "
+               "The tokens so far are shown.")
+    timed_out, done = [], True
+    for result in within(results, time_limit_s, on_timeout=lambda: timed_out.append(True)):
+        done = getattr(result, "done", True)  # the limit may pass just as the last snapshot comes out
         yield chat_view(result) if isinstance(result, compare.ChatSideBySide) else encoder_view(result)
+    if timed_out and not done:
+        gr.Warning(stopped)
 
 
 @user_errors
@@ -210,7 +218,7 @@ def build(services, settings) -> TabHandle:
         return gr.Dropdown(choices=choices, value=choices[0][1])
 
     def stream(model_key, key, text, n, progress=gr.Progress()):
-        yield from compare_stream(cache, model_key, key, text, n, progress)
+        yield from compare_stream(cache, model_key, key, text, n, settings.job_time_limit_s, progress)
 
     def table_fn(model_key, text, n, progress=gr.Progress()):
         return compare_table(cache, model_key, text, n, progress)
