@@ -3,8 +3,11 @@
 Created once by app.build_demo and handed to the tabs (no module-level state): the QnA bot, the
 document chat's answer, its follow-up rewrite and its no-retrieval answer submit requests here,
 and requests from different sessions share forward passes (models/generation/batcher.py). The
-decoding playground's step inspector, beam and contrastive search, the attention tab and the
-quantized tab's cost measurements keep their own single-request paths.
+decoding playground's step inspector, beam and contrastive search and the attention tab keep their
+own single-request paths (they record per-step internals). So does the quantized tab: its fp32
+answer is decoded step by step in lock-step with the quantized copy (a different model object,
+which a batch of the fp32 model cannot hold), and its speed columns time one request alone, which
+neighbours in a batch would distort.
 
 With batching switched off (GENAI_LAB_BATCHING=0, for comparisons), `enabled` is False and
 callers use their one-`generate()`-per-request path.
