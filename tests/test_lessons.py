@@ -221,8 +221,8 @@ def test_every_bundled_lesson_matches_the_live_app(demo):
     lessons = demo.lessons
     assert lessons.course.problems == [], [str(p) for p in lessons.course.problems]
     bundled = lessons.course.lessons
-    # one lesson per part of the course (fine-tuning's waits in assets/lessons/drafts for its tab's handle)
-    assert {"tokens", "qna", "decoding", "attention", "rag", "quantized"} <= set(bundled)
+    # one lesson per part of the course
+    assert {"tokens", "qna", "decoding", "attention", "finetune", "rag", "quantized"} <= set(bundled)
     for lesson in bundled.values():
         assert len(lesson.steps) >= 5, lesson.id
         assert any(step.press for step in lesson.steps), lesson.id
