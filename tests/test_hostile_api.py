@@ -29,7 +29,7 @@ def test_client_history_in_the_document_chat_is_capped_before_use(client, app_ur
     regex went quadratic on the whitespace run."""
     history = [message("user", "Q" * 360_000), message("assistant", " " * 100_000 + "x")]
     start = time.perf_counter()
-    job = client.submit("And how many heads?", history, 2, 0.3, False, True, False, api_name="/rag_chat")
+    job = client.submit("And how many heads?", history, 2, 0.3, False, True, False, True, api_name="/rag_chat")
     chat, _, standalone, *_ = job.result(timeout=300)
     assert time.perf_counter() - start < 120
     assert len(standalone) < 10_000

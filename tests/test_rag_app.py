@@ -95,7 +95,8 @@ def test_cited_answer_with_escaped_sources(alice):
     assert "[1]" in result["answer"] or "[2]" in result["answer"] or "[3]" in result["answer"]
     assert "7731" in result["answer"]
 
-    job = alice.submit("Which leaves do giraffes in Zanzibar love?", [], 2, 0.3, False, False, False,
+    # Every input of the page's listener (off the API page, so gradio_client fills in no defaults).
+    job = alice.submit("Which leaves do giraffes in Zanzibar love?", [], 2, 0.3, False, False, False, True,
                        api_name="/rag_chat")
     job.result()  # wait for the stream to end; outputs() then holds every update
     outputs = job.outputs()
