@@ -3,7 +3,9 @@
 - ingestion throughput: chunks/s of the whole pipeline (parse, split, embed, store in chromadb)
   as a ratio to a raw `SentenceTransformer.encode` of the same chunks (goal >= 0.8);
 - retrieval latency p50/p95 of `DocumentStore.search` (query embedding included) over a
-  session holding 5,000 chunks (goal p50 <= 50 ms), with torch's default threads and with one;
+  session holding 5,000 chunks (goal p50 <= 50 ms), with torch's default threads and with one,
+  dense and hybrid (BM25 fused with the vectors; the first hybrid search builds the session's
+  keyword index, timed on its own, and later ones find it cached);
 - time to index a 50-page PDF generated here, by stage.
 
 To keep the run short, the 5,000-chunk collection is built from ~600 real MiniLM chunk vectors
@@ -92,13 +94,19 @@ def retrieval_latency(store: DocumentStore, encoder, splitter) -> dict:
     questions = [q.question for q in load_questions()]
     for q in questions[:5]:  # warm-up
         store.search("bench-search", q, 4, include_sample=False)
-    timings, chroma_only = [], []
+    start = time.perf_counter()
+    store.search("bench-search", questions[0], 4, include_sample=False, hybrid=True)  # builds the BM25 index
+    keyword_build_ms = (time.perf_counter() - start) * 1000
+    timings, chroma_only, hybrid = [], [], []
     collection = store.collection_for("bench-search")
     for i in range(N_QUERIES):
         q = questions[i % len(questions)]
         start = time.perf_counter()
         store.search("bench-search", q, 4, include_sample=False)
         timings.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        store.search("bench-search", q, 4, include_sample=False, hybrid=True)
+        hybrid.append((time.perf_counter() - start) * 1000)
         vec = encoder.encode([q], normalize_embeddings=True)
         start = time.perf_counter()
         collection.query(query_embeddings=vec, n_results=4, include=["documents", "metadatas", "distances"])
@@ -123,7 +131,9 @@ def retrieval_latency(store: DocumentStore, encoder, splitter) -> dict:
         return round(float(np.percentile(values, p)), 1)
 
     return {"search_chunks": count, "torch_threads": threads, "search_p50_ms": pct(timings, 50),
-            "search_p95_ms": pct(timings, 95), "search_1thread_p50_ms": pct(one_thread, 50),
+            "search_p95_ms": pct(timings, 95), "hybrid_search_p50_ms": pct(hybrid, 50),
+            "hybrid_search_p95_ms": pct(hybrid, 95), "keyword_index_build_ms": round(keyword_build_ms, 1),
+            "keyword_index_builds": store.keywords.builds, "search_1thread_p50_ms": pct(one_thread, 50),
             "search_1thread_p95_ms": pct(one_thread, 95),
             "chroma_query_p50_ms": pct(chroma_only, 50), "chroma_query_p95_ms": pct(chroma_only, 95)}
 
@@ -160,6 +170,7 @@ def main() -> dict:
         figures.update(pdf_indexing(store, splitter))
         figures["goals_met"] = {"ingest_ratio>=0.8": figures["ingest_throughput_ratio"] >= 0.8,
                                 "search_p50<=50ms": figures["search_p50_ms"] <= 50,
+                                "hybrid_search_p50<=50ms": figures["hybrid_search_p50_ms"] <= 50,
                                 "search_p50<=50ms (1 torch thread)": figures["search_1thread_p50_ms"] <= 50}
         return figures
 

@@ -25,6 +25,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from config import Settings
 from models.rag import quality
 from models.rag.chunking import make_splitter
@@ -145,6 +147,20 @@ def replay(encoder, record: dict, **checker) -> tuple:
             q.answerable and quality.contains_answer(asserted(quoted), q.answers))
 
 
+class RememberingEncoder:
+    """The encoder with its sentence vectors remembered: replaying a checker setting re-embeds nothing.
+    (Every caller here encodes with the same options, so a text's vector is its key.)"""
+
+    def __init__(self, encoder):
+        self.encoder, self.vectors = encoder, {}
+
+    def encode(self, texts, **kwargs):
+        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if missing:
+            self.vectors.update(zip(missing, self.encoder.encode(missing, **kwargs), strict=True))
+        return np.stack([self.vectors[t] for t in texts])
+
+
 CHECKER_GRID = {"min_similarity": (0.4, 0.5, 0.6, 0.7), "topic_margin": (0.05, 0.1, 0.15, 0.2, 0.3, 2.0),
                 "reach": (0, 1)}
 
@@ -152,7 +168,7 @@ CHECKER_GRID = {"min_similarity": (0.4, 0.5, 0.6, 0.7), "topic_margin": (0.05, 0
 def choose_rule(records: list[dict], encoder) -> tuple:
     """The checker setting and rule with the most right outcomes at refusal precision >= 0.9
     (refusal.calibrate for each checker setting; ties go to the stricter check)."""
-    best = None
+    best, encoder = None, RememberingEncoder(encoder)
     for values in itertools.product(*CHECKER_GRID.values()):
         checker = dict(zip(CHECKER_GRID, values, strict=True))
         rule, figures = calibrate([replay(encoder, r, **checker) for r in records])

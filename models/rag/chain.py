@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 
 from langchain_core.messages import convert_to_openai_messages
@@ -177,22 +177,37 @@ def fit_prompt(lm, question: str, hits: list[Hit], *, max_new_tokens: int,
             used = used[:-1]
 
 
-def answer(lm, search: Callable[[str], list[Hit]], question: str, history: list[dict] | None = None, *,
-           threshold: float = 0.3, max_new_tokens: int = 120, context_tokens: int = 2048,
-           temperature: float = 0.0, seed: int = 0, encoder=None) -> Iterator[RagTurn]:
-    """Run the chain, yielding the RagTurn after each step and each streamed token; the last one
-    is done, and cited when an encoder is given."""
+def checked_question(question: str | None) -> str:
+    """The question stripped; ValueError with a sentence for the user when it is empty."""
     question = (question or "").strip()
     if not question:
         raise ValueError("Type a question first.")
-    turn = RagTurn(question=question)
-    turn.standalone, turn.rewrite_note = rewrite_question(lm, history or [], question,
+    return question
+
+
+def retrieve(turn: RagTurn, lm, search: Callable[[str], list[Hit]], history: list[dict] | None, *,
+             threshold: float, context_tokens: int) -> Generator[RagTurn, None, list[Hit]]:
+    """Steps 1-3 of a turn, shared by this chain and models/rag/grounded.py: rewrite (the turn is
+    yielded once it has its standalone question), retrieve, and drop the chunks under the threshold.
+    Returns the chunks left; with none, the turn is finished as NO_ANSWER (not yet yielded)."""
+    turn.standalone, turn.rewrite_note = rewrite_question(lm, history or [], turn.question,
                                                           context_tokens=context_tokens)
     yield turn
     turn.hits = search(turn.standalone)
     relevant = [h for h in turn.hits if h.score >= threshold]
     if not relevant:
         turn.grounded, turn.answer, turn.done = False, NO_ANSWER, True
+    return relevant
+
+
+def answer(lm, search: Callable[[str], list[Hit]], question: str, history: list[dict] | None = None, *,
+           threshold: float = 0.3, max_new_tokens: int = 120, context_tokens: int = 2048,
+           temperature: float = 0.0, seed: int = 0, encoder=None) -> Iterator[RagTurn]:
+    """Run the chain, yielding the RagTurn after each step and each streamed token; the last one
+    is done, and cited when an encoder is given."""
+    turn = RagTurn(question=checked_question(question))
+    relevant = yield from retrieve(turn, lm, search, history, threshold=threshold, context_tokens=context_tokens)
+    if not relevant:
         yield turn
         return
     turn.prompt, turn.used, turn.cut = fit_prompt(lm, turn.standalone, relevant, max_new_tokens=max_new_tokens,

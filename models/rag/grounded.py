@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from models.chat import ChatPrompt, PromptTooLong, build_prompt
-from models.rag.chain import NO_ANSWER, RagTurn, rewrite_question, to_chat_messages
+from models.rag.chain import NO_ANSWER, RagTurn, checked_question, retrieve, to_chat_messages
 from models.rag.citations import CitedAnswer, CitedSentence, Source
 from models.rag.reader import Context, Reading, Sentence, build_context, model_refused, prompt_for, read, tidy
 from models.rag.refusal import DEFAULT_RULE, Decision, RefusalRule, Signals
@@ -73,16 +73,9 @@ def answer(lm, search: Callable[[str], list[Hit]], question: str, history: list[
     """Run the turn, yielding it after each step and streamed token; the last one is done and cited.
     `coverage(question, text)` is the keyword coverage signal; `cache` (optional) maps a prompt to
     the model's finished answer, so a benchmark can vary the later steps without decoding again."""
-    question = (question or "").strip()
-    if not question:
-        raise ValueError("Type a question first.")
-    turn = GroundedTurn(question=question, rule=answering.rule)
-    turn.standalone, turn.rewrite_note = rewrite_question(lm, history or [], question, context_tokens=context_tokens)
-    yield turn
-    turn.hits = search(turn.standalone)
-    relevant = [h for h in turn.hits if h.score >= threshold]
+    turn = GroundedTurn(question=checked_question(question), rule=answering.rule)
+    relevant = yield from retrieve(turn, lm, search, history, threshold=threshold, context_tokens=context_tokens)
     if not relevant:
-        turn.grounded, turn.answer, turn.done = False, NO_ANSWER, True
         turn.decision = Decision("refuse", f"no chunk reached the cosine threshold {threshold:.2f}")
         yield turn
         return
