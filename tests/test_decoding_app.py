@@ -78,7 +78,20 @@ FIELD_LABELS = {"strategy": "Strategy", "temperature": "Temperature", "top_k": "
 
 
 def _params(client, api_name: str) -> list[dict]:
-    return client.view_api(return_format="dict", print_info=False)["named_endpoints"][api_name]["parameters"]
+    """An endpoint's parameters, the page's own listeners included (view_api lists only the public API)."""
+    import httpx
+
+    info = httpx.get(f"{client.src.rstrip('/')}/gradio_api/info", params={"all_endpoints": "true"}, timeout=60)
+    return info.json()["named_endpoints"][api_name]["parameters"]
+
+
+def _by_name(client, api_name: str, *args, **values):
+    """client.predict by parameter name for a listener off the API page (gradio_client only knows the
+    public endpoints' names): every parameter in order, at its default unless given."""
+    params = _params(client, api_name)[len(args):]
+    ordered = [values.pop(p["parameter_name"], p.get("parameter_default")) for p in params]
+    assert not values, f"not parameters of {api_name}: {list(values)}"
+    return client.predict(*args, *ordered, api_name=api_name)
 
 
 @pytest.mark.parametrize("api_name", ["/decoding_generate", "/decoding_compare", "/decoding_preset_generate"])
@@ -110,21 +123,21 @@ def _code_and_stages(out) -> tuple[str, list[str]]:
 def test_every_control_value_reaches_its_field(client):
     """Distinct values sent by field name come back under that name in the snippet and the stage table
     (the handler builds its DecodeConfig by name; the test above checks the controls behind the names)."""
-    out = client.predict(PROMPT, strategy="sampling", temperature=0.8, top_k=37, top_p=0.93, min_p=0.01,
-                         typical_p=0.97, repetition_penalty=1.15, no_repeat_ngram_size=3, max_new_tokens=2, seed=5,
-                         chat_template=False, api_name="/decoding_generate")
+    out = _by_name(client, "/decoding_generate", PROMPT, strategy="sampling", temperature=0.8, top_k=37, top_p=0.93,
+                   min_p=0.01, typical_p=0.97, repetition_penalty=1.15, no_repeat_ngram_size=3, max_new_tokens=2,
+                   seed=5, chat_template=False)
     code, stages = _code_and_stages(out)
     assert stages == ["raw softmax", "repetition penalty 1.15", "no-repeat 3-gram", "temperature 0.8", "top-k 37",
                       "top-p 0.93", "min-p 0.01", "typical-p 0.97"]
     for part in ("max_new_tokens=2,", "torch.manual_seed(5)", "inputs = tokenizer(prompt"):
         assert part in code
-    out = client.predict(PROMPT, strategy="beam search", num_beams=3, length_penalty=0.7, num_return_sequences=2,
-                         max_new_tokens=2, chat_template=False, api_name="/decoding_generate")
+    out = _by_name(client, "/decoding_generate", PROMPT, strategy="beam search", num_beams=3, length_penalty=0.7,
+                   num_return_sequences=2, max_new_tokens=2, chat_template=False)
     code, _ = _code_and_stages(out)
     for part in ("num_beams=3,", "length_penalty=0.7,", "num_return_sequences=2,"):
         assert part in code
-    out = client.predict(PROMPT, strategy="contrastive search", penalty_alpha=0.45, contrastive_k=6,
-                         max_new_tokens=2, chat_template=False, api_name="/decoding_generate")
+    out = _by_name(client, "/decoding_generate", PROMPT, strategy="contrastive search", penalty_alpha=0.45,
+                   contrastive_k=6, max_new_tokens=2, chat_template=False)
     code, _ = _code_and_stages(out)
     assert "penalty_alpha=0.45," in code and "top_k=6," in code
 
