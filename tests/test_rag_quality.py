@@ -259,3 +259,31 @@ def test_the_sources_panel_marks_supported_and_unsupported_claims(encoder):
     assert "✗ unsupported" in html and "✓ supported" in html and "rag-unsupported" in html
     assert "Refusal signals and rule" in html and DEFAULT_RULE.describe()[:40] in html
     assert "<script>" not in turn_sources_html(turn)
+
+
+# ---- the whole turn on a document of the eval set ------------------------------------------------
+def test_an_unanswerable_in_domain_question_is_refused_and_an_answerable_one_answered(settings, registry, lm,
+                                                                                         encoder, tmp_path_factory):
+    """The field station's handbook: it never gives a Wi-Fi password (the question's topic is the
+    handbook's, its chunks are retrieved), and it does give the number of beds."""
+    from dataclasses import replace
+
+    from models.rag.chain import NO_ANSWER
+    from models.rag.chunking import make_splitter
+    from models.rag.ingest import ingest
+    from models.rag.store import DocumentStore
+    from models.rag.turn import Retrieval, ask, final, summary
+
+    store = DocumentStore(replace(settings, data_dir=tmp_path_factory.mktemp("orrin")), registry.sentence_encoder)
+    handbook = [(n, d) for n, d in quality.load_set("calibration")[0] if n == "lake_orrin_handbook.md"]
+    ingest(store, "orrin", handbook, make_splitter(128, 16, "tokens", encoder.tokenizer))
+    retrieval = Retrieval(include_sample=False)
+
+    refused = summary(final(ask(store, "orrin", lm, encoder, "What is the Wi-Fi password at the field station?",
+                                [], retrieval)))
+    assert refused["retrieved"] and refused["retrieved"][0]["file"] == "lake_orrin_handbook.md"  # in-domain
+    assert refused["retrieved"][0]["score"] >= retrieval.threshold  # not the cosine threshold's refusal
+    assert refused["refused"] and refused["answer"] == NO_ANSWER and refused["decision"]["action"] == "refuse"
+
+    answered = summary(final(ask(store, "orrin", lm, encoder, "How many beds does the station have?", [], retrieval)))
+    assert not answered["refused"] and answered["supported"] and "24" in answered["answer"]
