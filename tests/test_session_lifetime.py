@@ -115,8 +115,10 @@ def test_a_second_heartbeat_connection_cannot_end_the_session(short_app, note):
         owner.predict([handle_file(note)], 64, 8, "tokens", api_name="/rag_ingest")
         job = owner.submit("Tell me a long story about a lighthouse.", "", "Generative (SmolLM2 writes the answer)",
                            [], 32, 0, 0, api_name="/qna_chat")
-        while not job.outputs():
+        deadline = time.monotonic() + 120
+        while not job.outputs() and not job.done() and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert job.outputs(), "the answer never started"
         with heartbeat(url, "owned-session"):
             pass  # a second connection opens and leaves
         history = job.result(timeout=120)[0]
