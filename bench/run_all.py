@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 # In the order of the tabs; load last because it stresses everything else.
 MODULES = ["tokens", "qna", "decoding", "attention", "finetune", "rag", "rag_quality", "quantized",
-           "lessons", "batching", "load"]
+           "lessons", "batching", "abuse", "load"]
 
 
 def machine() -> dict:
