@@ -126,24 +126,30 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, app_url):
-    """A fresh browser page on the app, with every non-local request blocked."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def offline_page(browser, url: str, viewport: tuple[int, int] = (1400, 1000)):
+    """(context, page): a page in a context of its own (its own session) on `url`, with every
+    non-local request blocked and listed in page.blocked_requests."""
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     blocked: list[str] = []
 
     def guard(route):
-        url = route.request.url
-        if url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")):
+        if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")):
             return route.continue_()
-        blocked.append(url)
+        blocked.append(route.request.url)
         return route.abort()
 
     context.route("**/*", guard)
     page = context.new_page()
     page.blocked_requests = blocked
-    page.goto(app_url)
+    page.goto(url)
     page.wait_for_selector(".gradio-container", timeout=60_000)
+    return context, page
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A fresh browser page on the app, with every non-local request blocked."""
+    context, page = offline_page(browser, app_url)
     yield page
     context.close()
 
