@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import screenshot
+from conftest import readme_screenshot
 from gradio_client.exceptions import AppError
 
 
@@ -101,7 +101,7 @@ def test_browser_renders_both_views_offline_and_safely(page):
     page.get_by_role("tab", name="bertviz views").click()
     frame.locator("[id='attn_background_5_11']").wait_for(timeout=5_000)  # still drawn, not redrawn
     page.wait_for_timeout(3000)
-    screenshot(page, "attention")
+    readme_screenshot(page, "attention")  # assets/screenshots/attention.png when missing
     page.locator("#attention-text-b textarea").fill("")
     hostile = 'Tom said <script>alert(1)</script> "><img src=x onerror=alert(2)> hi'
     page.locator("#attention-text textarea").fill(hostile)
