@@ -125,3 +125,27 @@ def test_the_decoding_playground_stops_at_the_time_limit(limited_app, lm):
     assert text and len(lm.tokenizer(text)["input_ids"]) < 190
     outputs = client.predict(COUNTING, *CONTRASTIVE_20, api_name="/decoding_generate")
     assert f"Stopped after {LIMIT_S:g} s" in outputs[2]  # the status line
+
+
+def test_a_stream_is_reported_cut_only_when_it_had_more():
+    import itertools
+
+    from models.time_limit import within
+
+    def endless():
+        for i in itertools.count():
+            time.sleep(0.05)
+            yield i
+
+    def last_item_late():
+        yield 0
+        yield 1
+        time.sleep(1.2)  # the final item arrives after the limit: the stream then ends by itself
+        yield 2
+
+    cut = []
+    items = list(within(endless(), 0.3, on_timeout=lambda: cut.append(True)))
+    assert cut == [True] and len(items) >= 2 and items == list(range(len(items)))  # what came is kept
+    cut.clear()
+    assert list(within(last_item_late(), 1.0, on_timeout=lambda: cut.append(True))) == [0, 1, 2]
+    assert cut == []  # it ended just as the limit passed: not reported as stopped
