@@ -1,4 +1,4 @@
-"""The tour: a student uses each of the five tabs in a real browser, offline.
+"""The tour: a student uses each of the seven tabs, in lesson order, in a real browser, offline.
 
 Every non-local request is blocked (the `page` fixture aborts them); each tab must still
 produce its result, and a screenshot of each is saved under tests/artifacts/tour-*.png.
@@ -26,7 +26,13 @@ def open_tab(page, name: str) -> None:
     page.wait_for_timeout(300)
 
 
-def test_tour_of_all_five_tabs_offline(page):
+def test_tour_of_all_seven_tabs_offline(page):
+    open_tab(page, "From text to numbers")
+    page.get_by_text("A long number", exact=True).click()  # a one-click example fills the text and runs
+    wait_text(page, "#tokens-chat-pieces", "\\d")
+    wait_text(page, "#tokens-encoder-pieces", "CLS")
+    screenshot(page, "tour-tokens")
+
     open_tab(page, "QnA bot")
     page.locator("#qna-question textarea").fill("What is the capital of France?")
     page.get_by_label("Passage (optional)").fill("Paris is the capital of France.")
@@ -45,6 +51,13 @@ def test_tour_of_all_five_tabs_offline(page):
     frame = page.frame_locator("#attention-views iframe").first
     frame.locator("svg").first.wait_for(timeout=LONG)
     screenshot(page, "tour-attention")
+
+    open_tab(page, "Fine-tuning")
+    page.get_by_role("tab", name="1 · Transfer learning on MiniLM").click()
+    page.locator("#ft-train").click()  # the defaults: paraphrase pairs, frozen encoder + linear head
+    wait_text(page, "#ft-status", "Done")
+    wait_text(page, "#ft-scores", "validation accuracy")
+    screenshot(page, "tour-finetune")
 
     open_tab(page, "Chat with your documents")
     page.locator("#rag-question textarea").fill("What does the attention mechanism let a token do?")
