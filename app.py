@@ -116,9 +116,10 @@ def build_demo(settings: Settings | None = None, registry: ModelRegistry | None 
 
 
 # The most UI state one session keeps: the attention tab's heatmap weights (uint8; SmolLM2 at 256
-# tokens: 17.7 MB, dropped 15 min after the run), the decoding steps, and the input values gradio
+# tokens: 17.7 MB, dropped 15 min after the run), the fine-tuning tab's trained weights (top 2 layers
+# 14.2 MB + a rank-16 SmolLM2 adapter 7.4 MB), the decoding steps, and the input values gradio
 # stores per component (each request body capped at the door).
-STATE_MB_PER_SESSION = 24
+STATE_MB_PER_SESSION = 48
 
 
 def state_capacity(settings: Settings) -> int:
