@@ -165,7 +165,9 @@ def build(services, settings) -> TabHandle:
                             elem_id="quant-max-new")
     prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt (for the encoder: a search query)", lines=2,
                         elem_id="quant-prompt")
-    run_btn = gr.Button("Compare", variant="primary", elem_id="quant-run")
+    with gr.Row():
+        run_btn = gr.Button("Compare", variant="primary", elem_id="quant-run", scale=3)
+        stop_btn = gr.Button("Stop", variant="stop", elem_id="quant-stop", scale=1)
     status = gr.Markdown(elem_id="quant-status")
     with gr.Row(equal_height=True):
         full_out = gr.HTML(elem_id="quant-full")
@@ -235,10 +237,13 @@ def build(services, settings) -> TabHandle:
     # Public API: quant_compare (the metrics table) and the ladder's endpoints; the other steps of Compare
     # stay callable by gradio_client but are not on the API page.
     hidden = {"api_visibility": "undocumented"}
-    (run_btn.click(**calls[0].kwargs(), api_name="quant_stream", **hidden)
-     .success(**calls[1].kwargs(), api_name="quant_compare")
-     .success(**calls[2].kwargs(), api_name="quant_charts", **hidden)
-     .success(**calls[3].kwargs(), api_name="quant_details", **hidden))
+    streamed = run_btn.click(**calls[0].kwargs(), api_name="quant_stream", **hidden)
+    tabled = streamed.success(**calls[1].kwargs(), api_name="quant_compare")
+    charted = tabled.success(**calls[2].kwargs(), api_name="quant_charts", **hidden)
+    detailed = charted.success(**calls[3].kwargs(), api_name="quant_details", **hidden)
+    # Stop ends the streamed comparison at its next token (its generator is not advanced again) and
+    # drops the steps still to come; a step already running finishes its current scheme.
+    stop_btn.click(None, None, None, cancels=[streamed, tabled, charted, detailed], api_name="quant_stop")
     return TabHandle("quantized", {"model": model, "scheme": scheme, "new_tokens": max_new, "prompt": prompt},
                      {"compare": Action(calls, "Compare", (), "quant-table")}, needs=warm_ups(cache, registry),
                      value_needs={"model": {CHAT: ("chat", "quant-chat"), ENCODER: ("encoder", "quant-encoder")}})

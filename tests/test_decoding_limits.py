@@ -86,6 +86,24 @@ def wait_quiet(calls: list, quiet_s: float, deadline_s: float) -> bool:
     return False
 
 
+def cancel_mid_run(model, submit, wait_s: float = 120) -> tuple[int, int]:
+    """Start a job with `submit()` once `model` is idle, cancel it a few forward passes in, and
+    return (passes after the cancel, passes in all) once the model has been quiet for 3 s."""
+    calls, hook = forward_counter(model)
+    try:
+        assert wait_quiet(calls, 2, 120)
+        job = submit()
+        deadline = time.monotonic() + wait_s
+        while len(calls) < 4 and not job.done() and time.monotonic() < deadline:  # a few tokens are out
+            time.sleep(0.05)
+        job.cancel()
+        at_stop = len(calls)
+        assert wait_quiet(calls, 3, 120)
+        return len(calls) - at_stop, len(calls)
+    finally:
+        hook.remove()
+
+
 def test_stop_ends_the_playgrounds_generation_not_only_the_wait(app_url, registry):
     """The Stop button cancels every run of the tab, and a cancelled run stops: the model runs at most
     the step it was in, not the 200 tokens asked."""
@@ -98,17 +116,7 @@ def test_stop_ends_the_playgrounds_generation_not_only_the_wait(app_url, registr
                  for i in d["cancels"]}  # gradio adds the cancelling function beside the click's own
     assert {ids["decoding_generate"], ids["decoding_compare"], ids["decoding_preset_generate"]} <= cancelled
     client = patient_client(app_url)
-    calls, hook = forward_counter(registry.chat_model().model)
-    try:
-        assert wait_quiet(calls, 2, 120)
-        job = client.submit(COUNTING, *CONTRASTIVE_20, api_name="/decoding_generate")
-        deadline = time.monotonic() + 120
-        while len(calls) < 4 and time.monotonic() < deadline:  # a few tokens are out
-            time.sleep(0.05)
-        job.cancel()
-        at_stop = len(calls)
-        assert wait_quiet(calls, 3, 120)
-        assert len(calls) - at_stop <= 2 and len(calls) < 100  # the step in flight, never the 200 tokens
-    finally:
-        hook.remove()
+    after, total = cancel_mid_run(registry.chat_model().model,
+                                  lambda: client.submit(COUNTING, *CONTRASTIVE_20, api_name="/decoding_generate"))
+    assert after <= 2 and total < 100  # the step in flight, never the 200 tokens
     assert still_serving(app_url)

@@ -31,3 +31,23 @@ def test_only_the_positions_asked_for_get_logits(lm):
     every = run.logits_of(lm.model, ids)
     last = run.logits_of(lm.model, ids, 3)
     assert last.shape == (3, every.shape[1]) and torch.allclose(last, every[-3:], atol=1e-4)
+
+
+def test_stop_cancels_every_step_of_compare_and_ends_the_stream(app_url, client, registry):
+    """The Stop button cancels the streamed comparison and the steps chained after it; a cancelled
+    stream stops: the full-precision model runs at most the step it was in, not the 64 tokens asked."""
+    import httpx
+    from test_decoding_limits import cancel_mid_run
+
+    config = httpx.get(f"{app_url}config", timeout=60).json()
+    ids = {d.get("api_name"): d["id"] for d in config["dependencies"]}
+    stop = next(d for d in config["dependencies"] if d.get("api_name") == "quant_stop")
+    cancelled = {i for d in config["dependencies"] if d["types"]["cancel"] and d["targets"] == stop["targets"]
+                 for i in d["cancels"]}
+    assert {ids["quant_stream"], ids["quant_compare"], ids["quant_charts"], ids["quant_details"]} <= cancelled
+    after, total = cancel_mid_run(  # the first comparison builds the int8 copy: allow it 5 minutes
+        registry.chat_model().model,
+        lambda: client.submit("chat", "int8-dynamic", "Count from 1 to 100, separated by commas.", 64,
+                              api_name="/quant_stream"), wait_s=300)
+    assert after <= 2 and total < 60  # the step in flight, never the 64 tokens
+    assert still_serving(app_url)
