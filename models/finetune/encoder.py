@@ -103,7 +103,7 @@ def copy_encoder(base: nn.Module) -> nn.Module:
 
 def build(base: nn.Module, n_labels: int, pair: bool, regime: Regime) -> SentenceClassifier:
     """The classifier for a regime, on a copy of `base`. Its initial weights come from torch's
-    global generator: call it inside models.finetune.control.seeded()."""
+    default random generator: call it inside models.finetune.control.seeded()."""
     encoder = copy_encoder(base)
     if regime.kind == TOP_LAYERS:
         for layer in encoder.encoder.layer[-regime.layers:]:
