@@ -25,6 +25,8 @@ import statistics
 import time
 from pathlib import Path
 
+from bench.in_process import offline_registry
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -52,13 +54,6 @@ def sixty_four(tokenizer, paragraph: str) -> str:
     text = tokenizer.decode(ids)
     assert len(tokenizer(text)["input_ids"]) == 64, text
     return text
-
-
-def _settings():
-    from config import Settings
-
-    base = Settings.from_env()
-    return Settings(**{**base.__dict__, "offline": True, "warmup": False})
 
 
 def server_figures(registry) -> dict:
@@ -166,12 +161,8 @@ def browser_seconds(settings, registry) -> tuple[float | None, float | None]:
 def main() -> dict:
     import torch
 
-    from models.hardware import intra_op_threads
-    from models.registry import ModelRegistry
 
-    settings = _settings()
-    torch.set_num_threads(intra_op_threads(settings))  # as app.py's configure_torch does
-    registry = ModelRegistry(settings)
+    settings, registry = offline_registry()
     tokenizer = registry.encoder_with_attention().tokenizer
     registry.chat_model(attn_implementation="eager")
     TEXTS[:] = [sixty_four(tokenizer, p) for p in PARAGRAPHS]

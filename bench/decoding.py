@@ -15,6 +15,8 @@ import os
 import statistics
 import time
 
+from bench.in_process import offline_registry
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROUNDS = 5
@@ -31,15 +33,10 @@ def _per_token(fn) -> float:
 def main() -> dict:
     import torch
 
-    from config import Settings
     from models.decoding.code import generate_kwargs
     from models.decoding.steps import GREEDY, SAMPLING, DecodeConfig, encode_prompt, normalize, stream_steps
-    from models.hardware import intra_op_threads
-    from models.registry import ModelRegistry
 
-    settings = Settings.from_env()
-    torch.set_num_threads(intra_op_threads(settings))  # as app.py's configure_torch does
-    lm = ModelRegistry(Settings(**{**settings.__dict__, "offline": True, "warmup": False})).chat_model()
+    lm = offline_registry()[1].chat_model()
     ids = encode_prompt(lm.tokenizer, PROMPT, False)
     figures: dict = {"threads": torch.get_num_threads(), "new_tokens": NEW_TOKENS}
     configs = {

@@ -28,6 +28,8 @@ import threading
 import time
 from dataclasses import replace
 
+from bench.in_process import offline_registry
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROUNDS = 3
@@ -113,19 +115,14 @@ def _throughput(encoder, tokenizer, task) -> dict:
 def main() -> dict:
     import torch
 
-    from config import Settings
     from models.finetune import classifier as clf
     from models.finetune import lora_chat
     from models.finetune.data import PAIRS, load_bundled
     from models.finetune.embeddings import EmbeddingCache
     from models.finetune.encoder import Regime
-    from models.hardware import intra_op_threads
-    from models.registry import ModelRegistry
     from tabs.finetune import REGIME_DEFAULTS
 
-    settings = Settings.from_env()
-    torch.set_num_threads(intra_op_threads(settings))  # as app.py's configure_torch does
-    registry = ModelRegistry(Settings(**{**settings.__dict__, "offline": True, "warmup": False}))
+    settings, registry = offline_registry()
     encoder, lm = registry.encoder_with_attention(), registry.chat_model()
     tokenizer = copy.deepcopy(encoder.tokenizer)
     task = load_bundled(PAIRS)

@@ -25,19 +25,14 @@ import os
 import time
 from pathlib import Path
 
+from bench.in_process import offline_settings
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 PROMPT = "Explain in two sentences what a lighthouse keeper does."
 NEW_TOKENS = 32
 REPEATS = 3
-
-
-def _settings():
-    from config import Settings
-
-    base = Settings.from_env()
-    return Settings(**{**base.__dict__, "offline": True, "warmup": False})
 
 
 def model_figures(cache, model_key: str) -> dict:
@@ -125,7 +120,7 @@ def main() -> dict:
     from models.quant.cache import QuantCache
     from models.registry import CHAT, ENCODER, ModelRegistry
 
-    cache = QuantCache(ModelRegistry(_settings()))
+    cache = QuantCache(ModelRegistry(offline_settings()))
     result = {"prompt": PROMPT, "new_tokens": NEW_TOKENS}
     for key in (CHAT, ENCODER):
         result[cache.registry.specs[key].display_name] = model_figures(cache, key)

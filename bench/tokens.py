@@ -23,6 +23,8 @@ import statistics
 import time
 from pathlib import Path
 
+from bench.in_process import offline_registry
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROUNDS = 5
@@ -57,15 +59,10 @@ def _sentences() -> list[str]:
 def main() -> dict:
     import torch
 
-    from config import Settings
-    from models.hardware import intra_op_threads
-    from models.registry import ModelRegistry
     from models.tokens.logit_lens import logit_lens, prompt_ids
     from models.tokens.sentence_map import sentence_map
 
-    settings = Settings.from_env()
-    torch.set_num_threads(intra_op_threads(settings))  # as app.py's configure_torch does
-    registry = ModelRegistry(Settings(**{**settings.__dict__, "offline": True, "warmup": False}))
+    settings, registry = offline_registry()
     lm, encoder = registry.chat_model(), registry.sentence_encoder()
     prompt = _prompt(lm.tokenizer)
     ids, _ = prompt_ids(lm.tokenizer, prompt, as_chat=False)
