@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,17 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def run_at_once(fn, items, timeout: float = 300) -> list:
+    """fn(item) for every item, each on its own thread, all started together; their results in
+    order. A call still running after `timeout` seconds raises TimeoutError (a hang, not a slow
+    machine) instead of blocking the suite."""
+    pool = ThreadPoolExecutor(max_workers=len(items))
+    try:
+        return list(pool.map(fn, items, timeout=timeout))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 README_SHOTS = Path(__file__).parent.parent / "assets" / "screenshots"

@@ -12,7 +12,7 @@ import threading
 from dataclasses import replace
 
 import pytest
-from conftest import launched_app
+from conftest import launched_app, run_at_once
 from gradio_client import Client
 
 STUDENTS = 6
@@ -41,12 +41,8 @@ def test_a_full_queue_turns_requests_away_clearly_and_keeps_serving(tiny_queue_u
         with lock:
             outcomes.append(outcome)
 
-    threads = [threading.Thread(target=ask, args=(client,)) for client in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert len(outcomes) == STUDENTS, "a request hung"
+    run_at_once(ask, clients)
+    assert len(outcomes) == STUDENTS
     assert set(outcomes) == {"answered", "busy"}, outcomes
     assert outcomes.count("answered") >= 1 and outcomes.count("busy") >= 1
     later = Client(tiny_queue_url, verbose=False).predict("Name the capital of France.",

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 import torch
-from conftest import screenshot
+from conftest import readme_screenshot, screenshot
 from gradio_client.exceptions import AppError
 
 from models.decoding.steps import DecodeConfig, encode_prompt, generate_text
 
 PROMPT = "The three primary colours are"
-SCREENSHOT = Path(__file__).parent.parent / "assets" / "screenshots" / "decoding.png"
 # strategy, temperature, top_k, top_p, min_p, typical_p, repetition_penalty, no_repeat_ngram_size,
 # max_new_tokens, seed, num_beams, length_penalty, num_return_sequences, penalty_alpha, contrastive_k, chat
 SAMPLING_VALUES = ["sampling", 0.8, 50, 0.9, 0.0, 1.0, 1.0, 0, 5, 3, 4, 1.0, 1, 0.6, 4, False]
@@ -181,10 +177,7 @@ def test_browser_slider_generate_open_step(page):
     page.wait_for_selector("#decoding-summary :text('Step 3')", timeout=60_000)
     assert "temperature 0.8" in page.locator("body").inner_text()
     page.wait_for_timeout(500)  # let the strip chart image paint before the screenshot
-    path = screenshot(page, "decoding")
-    if not SCREENSHOT.exists():  # the README's copy is refreshed by deleting it, so runs leave git clean
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, SCREENSHOT)
+    readme_screenshot(page, "decoding")  # assets/screenshots/decoding.png when missing
     assert not page.blocked_requests, page.blocked_requests
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_at_once
 
 from models.chat import ChatPrompt, eos_ids, generation_kwargs, stream_answer
 from models.generation.batcher import BatchLimits, ContinuousBatcher
@@ -217,19 +218,10 @@ def test_two_students_asking_the_qna_bot_at_once_share_one_batch(lm, registry, s
 
     service = GenerationService(BatchLimits(max_batch_size=8, max_tokens=8192, join_wait_s=0.5))
     paris = "Paris is the capital and largest city of France."
-    answers: dict[int, str] = {}
-
-    def ask(index: int, question: str) -> None:
-        answers[index] = qna_tab.answer_text(registry, settings, question, paris, service)
-
-    threads = [threading.Thread(target=ask, args=(i, q))
-               for i, q in enumerate(["What is the capital of France?", "Which city is the largest in France?"])]
+    questions = ["What is the capital of France?", "Which city is the largest in France?"]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
+        answers = run_at_once(lambda q: qna_tab.answer_text(registry, settings, q, paris, service), questions)
         assert service.batcher(lm.model).max_rows_seen == 2
     finally:
         service.close()
-    assert all("Paris" in answers[i] for i in (0, 1))
+    assert all("Paris" in text for text in answers)

@@ -14,7 +14,7 @@ from conftest import patient_client
 from gradio_client import handle_file
 from test_rag_app import rows
 
-from models.rag.documents import DocumentError, load_document
+from models.rag.documents import DocumentError, load_document, pdf_from_objects
 from models.rag.ingest import parse_files
 
 CONTENT_TYPES = (
@@ -60,19 +60,6 @@ def merged_rows_docx(rows_: int) -> bytes:
     return docx_package(f"<w:tbl>{first}{rest}</w:tbl>")
 
 
-def pdf_bytes(objects: list[bytes]) -> bytes:
-    """A PDF from numbered object bodies (1 = catalog)."""
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
 def stream(data: bytes, flate: bool = False) -> bytes:
     data = zlib.compress(data, 9) if flate else data
     return (b"<< /Length %d%s >>\nstream\n" % (len(data), b" /Filter /FlateDecode" if flate else b"")
@@ -86,7 +73,7 @@ def pages_pdf(n_pages: int, content: bytes, flate: bool = False) -> bytes:
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>", stream(content, flate)]
     objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R >> >> "
                 b"/Contents 4 0 R >>"] * n_pages
-    return pdf_bytes(objects)
+    return pdf_from_objects(objects)
 
 
 def shared_stream_pdf() -> bytes:
@@ -105,7 +92,7 @@ def stamped_form_pdf(uses: int = 20_000) -> bytes:
                b"/XObject << /X0 6 0 R >> >> /Contents 4 0 R >>",
                b"<< /Type /XObject /Subtype /Form /BBox [0 0 595 842] /Resources << /Font << /F1 3 0 R >> >> "
                + stream(form)[3:]]
-    return pdf_bytes(objects)
+    return pdf_from_objects(objects)
 
 
 def flate_bomb_pdf() -> bytes:

@@ -6,6 +6,7 @@ import threading
 
 import gradio as gr
 import pytest
+from conftest import run_at_once
 
 from models.chat import build_prompt, stream_answer
 from models.qna import prompt as qna
@@ -48,17 +49,8 @@ def test_seeded_sampling_repeats_while_another_sampled_answer_runs_at_once(lm):
     """Two model jobs run at once (GENAI_LAB_MODEL_CONCURRENCY=2): a seed still gives one text."""
     question = "Write two sentences about the sea."
     alone = answer(lm, question, temperature=1.2, seed=7)[1]
-    results: dict[int, str] = {}
-
-    def run(slot: int) -> None:
-        results[slot] = answer(lm, question, temperature=1.2, seed=7)[1]
-
-    threads = [threading.Thread(target=run, args=(slot,)) for slot in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert results == {0: alone, 1: alone}
+    together = run_at_once(lambda _: answer(lm, question, temperature=1.2, seed=7)[1], range(2))
+    assert together == [alone, alone]
 
 
 def test_prompt_is_the_chat_template_and_streams_token_by_token(lm):

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import run_at_once
 
 from config import Settings
 from models.quant import schemes as qs
@@ -33,11 +34,7 @@ def test_each_key_is_built_once_under_concurrent_requests():
         start.wait()
         results.append((scheme, cache.get(("chat", scheme), build)))
 
-    threads = [threading.Thread(target=worker, args=("int8" if i % 2 else "int4",)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_at_once(worker, ["int8" if i % 2 else "int4" for i in range(6)])
     assert len(calls) == 2  # one per key
     assert len({id(v) for s, v in results if s == "int8"}) == 1 and ("chat", "int4") in cache
 

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import run_at_once
 
 from config import Settings
 from models import registry as registry_module
@@ -110,14 +111,10 @@ def test_a_model_loads_once_under_concurrent_requests(tmp_path, monkeypatch):
     start = threading.Barrier(6)
     results = []
 
-    def worker():
+    def worker(_):
         start.wait()
         results.append(registry.sentence_encoder())
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_at_once(worker, range(6))
     assert len(calls) == 1 and len(results) == 6 and len({id(r) for r in results}) == 1
     assert registry.is_loaded(ENCODER) and registry.load_seconds(ENCODER) >= 0

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
-from conftest import screenshot
+from conftest import readme_screenshot, screenshot
 
 pytestmark = pytest.mark.browser
 LONG = 300_000  # ms: the first use of a model on 2 busy cores includes loading it
-SCREENSHOT = Path(__file__).parent.parent / "assets" / "screenshots" / "tokens.png"
 TAB = "From text to numbers"
 
 
@@ -33,10 +29,7 @@ def test_click_an_example_and_see_the_pieces(page):
     page.wait_for_selector("#tokens-merges :text('no listed merge joins them')", timeout=LONG)
     assert "lookups" in page.locator("#tokens-lookups").inner_text()
     page.wait_for_timeout(500)
-    path = screenshot(page, "tokens")
-    if not SCREENSHOT.exists():  # the README's copy is refreshed by deleting it, so runs leave git clean
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, SCREENSHOT)
+    readme_screenshot(page, "tokens")  # assets/screenshots/tokens.png when missing
     assert not page.blocked_requests, page.blocked_requests
 
 
