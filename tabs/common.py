@@ -7,6 +7,7 @@ raises `gr.Error` with a sentence the user can act on.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import inspect
@@ -102,6 +103,16 @@ def _to_message(fn, exc: Exception) -> gr.Error:
     return gr.Error(describe_error(exc))
 
 
+@contextlib.contextmanager
+def _failures_as_messages(fn):
+    try:
+        yield
+    except gr.Error:
+        raise
+    except Exception as exc:
+        raise _to_message(fn, exc) from None
+
+
 def user_errors(fn):
     """Decorate a handler (plain or generator) so failures become a clear gr.Error."""
 
@@ -109,23 +120,15 @@ def user_errors(fn):
 
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
-            try:
+            with _failures_as_messages(fn):
                 yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as exc:
-                raise _to_message(fn, exc) from None
 
         return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
+        with _failures_as_messages(fn):
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as exc:
-            raise _to_message(fn, exc) from None
 
     return wrapper
 

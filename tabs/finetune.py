@@ -113,7 +113,10 @@ def _classifier_job(services, cache, session: Session, task, cfg):
         session.remember(views.compared_row(run))
         return run
 
-    return session.start(target)
+    try:
+        return session.start(target)
+    except RuntimeError as exc:  # this session is already training: said as it is
+        raise gr.Error(str(exc)) from None
 
 
 @user_errors
@@ -121,10 +124,7 @@ def train_stream(services, cache, view: ClassifierView, session, task_choice, up
     """Train in a worker thread and stream the curve; the last update shows every result."""
     session, task = _session(session), _task(task_choice, uploaded)
     cfg, notes = _config(*settings)
-    try:
-        job = _classifier_job(services, cache, session, task, cfg)
-    except RuntimeError as exc:
-        raise gr.Error(str(exc)) from None
+    job = _classifier_job(services, cache, session, task, cfg)
     yield {view.status: "Starting…", view.session: session}
     yield from follow(job, view.status, view.curve, views.CLASSIFIER_SERIES, cfg.steps)
     yield view.final(outcome(job), notes, session)
@@ -315,10 +315,7 @@ def _api_endpoints(services, cache, settings, session, uploaded, predict_inputs:
     def classifier_api(session, uploaded, task, regime, optimizer, learning_rate, steps, seed):
         session, task = _session(session), _task(task, uploaded)
         cfg, notes = _config(regime, 2, 8, optimizer, learning_rate, steps, 16, seed)
-        try:
-            job = _classifier_job(services, cache, session, task, cfg)
-        except RuntimeError as exc:
-            raise gr.Error(str(exc)) from None
+        job = _classifier_job(services, cache, session, task, cfg)
         for _ in job.events():  # reading the events tells the job someone is still waiting
             pass
         return {**outcome(job).summary(), "notes": notes}, session

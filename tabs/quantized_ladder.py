@@ -10,8 +10,6 @@ alone in a format, and toggles to keep chosen groups in float32 and see what tha
 
 from __future__ import annotations
 
-import functools
-
 import gradio as gr
 
 from models.quant import gguf_formats as gf
@@ -53,19 +51,6 @@ def _formats(names) -> list[str]:
 
 def _progress(progress):
     return lambda fraction, text: progress(min(max(fraction, 0.0), 1.0), desc=text)
-
-
-def _plain_errors(fn):
-    """A ValueError (bad model, format or group) is the caller's to fix: shown as it is."""
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from None
-
-    return user_errors(run)
 
 
 def group_choices(model_key: str) -> list[tuple[str, str]]:
@@ -141,13 +126,13 @@ def build(cache, model: gr.Radio, settings) -> None:
     hidden = {"api_visibility": "undocumented"}  # the buttons' handlers: not on the API page (quant_ladder etc. are)
     model.change(lambda key: gr.CheckboxGroup(choices=group_choices(key), value=["down_proj"]), model, keep,
                  api_name="quant_keep_groups", api_visibility="private")
-    ladder_btn.click(_plain_errors(ladder_ui), [model, formats], [baseline, ladder_table, ladder_plot, ladder_notes],
+    ladder_btn.click(user_errors(ladder_ui), [model, formats], [baseline, ladder_table, ladder_plot, ladder_notes],
                      api_name="quant_ladder_view", **hidden, **queue)
-    sens_btn.click(_plain_errors(sensitivity_ui), [model, sens_format], [sens_plot, sens_table, keep],
+    sens_btn.click(user_errors(sensitivity_ui), [model, sens_format], [sens_plot, sens_table, keep],
                    api_name="quant_sensitivity_view", **hidden, **queue).success(
-        _plain_errors(keep_ui), [model, sens_format, keep], keep_table, api_name="quant_keep_view", **hidden, **queue)
-    keep.input(_plain_errors(keep_ui), [model, sens_format, keep], keep_table, api_name="quant_keep_toggle",
+        user_errors(keep_ui), [model, sens_format, keep], keep_table, api_name="quant_keep_view", **hidden, **queue)
+    keep.input(user_errors(keep_ui), [model, sens_format, keep], keep_table, api_name="quant_keep_toggle",
                trigger_mode="always_last", **hidden, **queue)
-    gr.api(_plain_errors(quant_ladder), api_name="quant_ladder", **queue)
-    gr.api(_plain_errors(quant_sensitivity), api_name="quant_sensitivity", **queue)
-    gr.api(_plain_errors(quant_keep_full), api_name="quant_keep_full", **queue)
+    gr.api(user_errors(quant_ladder), api_name="quant_ladder", **queue)
+    gr.api(user_errors(quant_sensitivity), api_name="quant_sensitivity", **queue)
+    gr.api(user_errors(quant_keep_full), api_name="quant_keep_full", **queue)
