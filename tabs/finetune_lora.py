@@ -1,6 +1,6 @@
 """Fine-tuning, part 2: instruction-tune SmolLM2 with a LoRA adapter and compare before and after.
 
-What it teaches: fifty examples of one answer style, a few dozen LoRA steps, and the style shows
+What it teaches: fifty examples of one answer style, sixteen LoRA steps, and the style shows
 up on prompts the adapter never saw. The adapter is small, can be switched off (the base model
 answers), merged into the weights (same answers, base parameter count) or dropped. Built inside
 tabs/finetune.py's tab; the session state is shared with part 1 (one job at a time per session).
@@ -201,10 +201,11 @@ def build_lora(registry, settings, session: gr.State) -> LoraParts:
 
 def lora_api_endpoint(registry, session: gr.State, hidden) -> None:
     """api_name="finetune_lora": (steps, learning_rate, rank, seed) -> before/after answers, loss history."""
-    steps = gr.Number(value=24, label="steps", visible=False)
-    lr = gr.Number(value=2e-3, label="learning_rate", visible=False)
-    rank = gr.Number(value=8, label="rank", visible=False)
-    seed = gr.Number(value=0, label="seed", visible=False)
+    d = lora_chat.LoraSettings()
+    steps = gr.Number(value=d.steps, label="steps", visible=False)
+    lr = gr.Number(value=d.learning_rate, label="learning_rate", visible=False)
+    rank = gr.Number(value=d.rank, label="rank", visible=False)
+    seed = gr.Number(value=d.seed, label="seed", visible=False)
     out = gr.JSON(visible=False)
 
     @user_errors

@@ -1,7 +1,7 @@
 """Part 2: instruction-tuning SmolLM2 with a LoRA adapter, and what the adapter changed.
 
 What it teaches: fifty instruction/response pairs in one fixed voice ("Hoot hoot! … Stay
-curious!") are enough for a few dozen LoRA steps to make that voice likely — also for prompts
+curious!") are enough for sixteen LoRA steps to make that voice likely — also for prompts
 the adapter never saw. LoRA leaves the model's weights alone and learns, beside each attention
 projection W (q, k, v, o), two thin matrices B·A of rank r, so the layer computes Wx + (α/r)·BAx:
 about half a percent of the parameters. Only the response tokens are learned (the prompt's
@@ -42,7 +42,7 @@ DEMO_PROMPTS = 3  # held-out prompts answered before and after
 class LoraSettings:
     rank: int = 8
     learning_rate: float = 2e-3
-    steps: int = 24
+    steps: int = 16  # with 4 evaluations, a default run stays near 55 s at one thread (bench/finetune.py)
     batch_size: int = 4
     seed: int = 0
     optimizer: str = "adamw"
@@ -173,7 +173,7 @@ def train_lora(lm, cfg: LoraSettings, *, stop: threading.Event | None = None, em
                 collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
                 compute_metrics=None, callback=callback, seed=cfg.seed, optimizer=cfg.optimizer,
                 learning_rate=cfg.learning_rate, steps=cfg.steps, batch_size=cfg.batch_size,
-                eval_every=max(1, cfg.steps // 6), eval_batch_size=len(heldout), loss_only=True)
+                eval_every=max(1, cfg.steps // 4), eval_batch_size=len(heldout), loss_only=True)
     if callback.best is not None:
         load_weights(model, callback.best.weights)
     model.eval()
