@@ -43,7 +43,20 @@ def _peak_rss_mb() -> float:
 
 def _throughput(encoder, tokenizer, task) -> dict:
     import torch
-    from transformers import PrinterCallback
+    from transformers import PrinterCallback, TrainerCallback
+
+    class StepClock(TrainerCallback):
+        """The time of each step's end; `steady_s` runs from the first step's end to the last one's.
+        The Trainer calls on_step_end; the plain loop calls it by hand."""
+
+        def __init__(self):
+            self.ends: list[float] = []
+
+        def on_step_end(self, *args, **kwargs) -> None:
+            self.ends.append(time.perf_counter())
+
+        def steady_s(self) -> float:
+            return self.ends[-1] - self.ends[0]
 
     from models.finetune.classifier import _datasets
     from models.finetune.control import seeded
@@ -66,17 +79,18 @@ def _throughput(encoder, tokenizer, task) -> dict:
             return metered(features)
 
         callback = LiveCallback(model, lambda event: None, threading.Event(), "accuracy", dict)
+        clock = StepClock()
         with tempfile.TemporaryDirectory() as out:
             args = training_arguments(out, optimizer="adamw", learning_rate=2e-3, steps=STEPS, batch_size=BATCH,
                                       seed=0, eval_every=STEPS + 1)
             args = replace(args, eval_strategy="no", eval_on_start=False)
             with seeded(0):
                 trainer = LoopTrainer(model=model, args=args, train_dataset=train_set, data_collator=collator,
-                                      callbacks=[callback])
+                                      callbacks=[callback, clock])
                 trainer.remove_callback(PrinterCallback)  # as models.finetune.trainer.run_trainer does
             start, cpu = time.perf_counter(), time.process_time()
             trainer.train()
-            return time.perf_counter() - start, time.process_time() - cpu, metered.real
+            return time.perf_counter() - start, time.process_time() - cpu, metered.real, clock.steady_s()
 
     def plain_loop() -> tuple[float, float, int]:
         with seeded(0):
@@ -86,6 +100,7 @@ def _throughput(encoder, tokenizer, task) -> dict:
         old = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
         optimizer = torch.optim.AdamW([{"params": new, "lr": 2e-3}, {"params": old, "lr": 2e-4}], weight_decay=0.0)
         model.train()
+        clock = StepClock()
         start, cpu = time.perf_counter(), time.process_time()
         for features in drawn[:STEPS]:
             batch = collator(features)
@@ -93,7 +108,8 @@ def _throughput(encoder, tokenizer, task) -> dict:
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-        return time.perf_counter() - start, time.process_time() - cpu, collator.real
+            clock.on_step_end()
+        return time.perf_counter() - start, time.process_time() - cpu, collator.real, clock.steady_s()
 
     trainer_path(), plain_loop()  # warm-up
     trainer_times, plain_times = [], []
@@ -109,6 +125,12 @@ def _throughput(encoder, tokenizer, task) -> dict:
             # the Trainer's dataloader collates one batch ahead: its count has one batch more than it trained on
             "trainer_collated_real_tokens": trainer_times[0][2], "plain_loop_real_tokens": plain_times[0][2],
             "ratio_trainer_over_plain": round(wall_p / wall_t, 3),
+            # steps 2..STEPS only: the rate once training runs, without the Trainer's one-time set-up
+            # (optimizer, dataloader, callbacks) that the plain loop does before its clock starts
+            "steady_trainer_examples_per_s": round((STEPS - 1) * BATCH / min(t[3] for t in trainer_times), 1),
+            "steady_plain_loop_examples_per_s": round((STEPS - 1) * BATCH / min(t[3] for t in plain_times), 1),
+            "steady_ratio_trainer_over_plain": round(min(t[3] for t in plain_times) / min(t[3] for t in trainer_times),
+                                                     3),
             "ratio_trainer_over_plain_cpu_time": round(cpu_p / cpu_t, 3)}
 
 
