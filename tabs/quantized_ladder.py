@@ -59,7 +59,7 @@ def group_choices(model_key: str) -> list[tuple[str, str]]:
 
 
 def build(cache, model: gr.Radio, settings) -> None:
-    gr.Markdown(INTRO)
+    gr.Markdown(INTRO, elem_id="quant-ladder-intro")
     baseline = gr.Markdown(elem_id="quant-ladder-baseline")
     with gr.Row():
         formats = gr.CheckboxGroup([f.name for f in gf.LADDER], value=[f.name for f in gf.LADDER],

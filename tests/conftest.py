@@ -155,11 +155,19 @@ def page(browser, app_url):
     context.close()
 
 
-def screenshot(page, name: str) -> Path:
-    """Save a screenshot under tests/artifacts/ (kept out of git) and return its path."""
+def screenshot(page, name: str, start: str | None = None) -> Path:
+    """Save a full-page screenshot under tests/artifacts/ (kept out of git) and return its path;
+    with `start` (a selector), only from a little above that element to the end of the page."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    clip = None
+    if start:
+        top, width, height = page.evaluate(
+            "sel => [document.querySelector(sel).getBoundingClientRect().top + window.scrollY,"
+            " document.documentElement.scrollWidth, document.documentElement.scrollHeight]", start)
+        top = max(0, top - 80)
+        clip = {"x": 0, "y": top, "width": width, "height": height - top}
+    page.screenshot(path=str(path), full_page=True, clip=clip)
     return path
 
 
@@ -177,10 +185,10 @@ def run_at_once(fn, items, timeout: float = 300) -> list:
 README_SHOTS = Path(__file__).parent.parent / "assets" / "screenshots"
 
 
-def readme_screenshot(page, name: str) -> Path:
+def readme_screenshot(page, name: str, start: str | None = None) -> Path:
     """`screenshot`, also copied to the README's assets/screenshots/<name>.png when that file is
     missing: delete it to refresh it, so test runs leave git clean."""
-    path = screenshot(page, name)
+    path = screenshot(page, name, start)
     if not (README_SHOTS / f"{name}.png").exists():
         README_SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, README_SHOTS / f"{name}.png")

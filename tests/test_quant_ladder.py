@@ -7,6 +7,7 @@ offline baseline end to end), the encoder's a few; bench/quantized.py runs the w
 from __future__ import annotations
 
 import pytest
+from conftest import readme_screenshot
 from gradio_client.exceptions import AppError
 
 from models.quant import gguf_formats as gf
@@ -134,4 +135,8 @@ def test_browser_runs_the_ladder_and_the_sensitivity_toggles(page):
     shows(page, "#quant-keep-table", "down_proj")
     page.locator("#quant-keep").get_by_label("word embeddings").check()  # a toggle recomputes the mix
     shows(page, "#quant-keep-table", "down_proj, embeddings")
+    _run_ladder(page, "Encoder: all-MiniLM-L6-v2", [f.name for f in gf.LADDER])  # the encoder's whole ladder: seconds
+    shows(page, "#quant-ladder-table", "Q5_1")
+    page.wait_for_timeout(1000)  # let the redrawn plot paint before the screenshot
+    readme_screenshot(page, "quantized-ladder", start="#quant-ladder-intro")  # the README copy, when missing
     assert page.blocked_requests == [], page.blocked_requests
