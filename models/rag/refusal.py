@@ -59,9 +59,9 @@ class RefusalRule:
     """Thresholds of the two-step rule (module docstring); the defaults come from `calibrate`."""
 
     min_sentence: float = 0.35
-    min_coverage: float = 0.3
-    quote_sentence: float = 0.55
-    quote_coverage: float = 0.6
+    min_coverage: float = 0.2
+    quote_sentence: float = 0.0  # 0: a declined or unsupported answer always becomes the best sentence, quoted
+    quote_coverage: float = 0.0
 
     def before_reading(self, s: Signals) -> Decision | None:
         """A refusal when nothing retrieved is close enough to be worth reading, else None."""

@@ -29,9 +29,9 @@ from models.rag.keyword import content_words
 from models.rag.reader import Context, Sentence, chunk_sentences
 from models.similarity import embed, split_sentences
 
-MIN_SIMILARITY = 0.6  # calibrated: see bench/rag_quality.py
+MIN_SIMILARITY = 0.7  # calibrated: see bench/rag_quality.py
 TOPIC_MARGIN = 0.15  # calibrated: see bench/rag_quality.py
-REACH = 1  # neighbours on each side of the evidence sentence that may hold the claim's facts (calibrated)
+REACH = 0  # neighbours on each side of the evidence sentence that may hold the claim's facts (calibrated)
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve".split())}
 UNITS = {"second", "minute", "hour", "day", "week", "month", "year", "mm", "cm", "m", "km", "metre", "meter",
