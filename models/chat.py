@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+from models.generation.priority import has_priority
 from models.generation.requests import GenerationRequest, Sampling
 from models.generation.service import ServedLM, cumulative_text
 from models.registry import CausalLM
@@ -153,7 +154,7 @@ def stream_answer(lm: CausalLM, prompt: ChatPrompt, *, max_new_tokens: int = 256
     halt = stop or threading.Event()
     if isinstance(lm, ServedLM):
         request = GenerationRequest(tuple(prompt.input_ids), max_new_tokens, frozenset(eos_ids(lm.tokenizer, lm.model)),
-                                    Sampling(temperature=temperature, seed=seed), stop=halt)
+                                    Sampling(temperature=temperature, seed=seed), stop=halt, priority=has_priority())
         try:
             yield from cumulative_text(lm.tokenizer, lm.generation.submit(lm.model, request))
         finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from models.generation.priority import prioritized
 from models.lessons.catalogue import BOOL, CHOICE, CHOICES, EMPTY, NUMBER, TEXT, Catalogue, Field, TabSpec
 from models.lessons.course import Course, load_course
 from models.lessons.presenter import class_link, key_matches, read_link
@@ -363,7 +364,9 @@ def _wire_action(lessons: Lessons, trigger: gr.State, action: Action, api: str, 
         # A model job moves to the lane; a call outside any concurrency group keeps its queue settings.
         queue = LANE if lane and call.queue.get("concurrency_id") else call.queue
         listen = trigger.change if event is None else event.success
-        event = listen(**call.listener_kwargs(), **queue, api_name=f"{api}_{i}", api_visibility="private")
+        # In the lane, the call's answers also go first in the generation batcher.
+        kwargs = {**call.listener_kwargs(), "fn": prioritized(call.fn)} if lane else call.listener_kwargs()
+        event = listen(**kwargs, **queue, api_name=f"{api}_{i}", api_visibility="private")
         event.failure(lessons.action_failed, [bar.plan, trigger], [bar.plan, bar.status],
                       api_name=f"{api}_{i}_failed", api_visibility="private", **LIGHT)
     event.success(lessons.continue_plan, [bar.plan, trigger], [bar.plan, bar.status, *triggers],

@@ -9,8 +9,11 @@ and the service keeps serving. No timing assertions: throughput is measured in b
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from conftest import run_at_once
 
 from models.chat import ChatPrompt, eos_ids, generation_kwargs, stream_answer
 from models.generation.batcher import BatchLimits, ContinuousBatcher
+from models.generation.priority import has_priority, prioritized
 from models.generation.requests import (
     GenerationFailed,
     GenerationRequest,
@@ -155,6 +159,45 @@ def test_the_batch_never_exceeds_its_size_and_every_request_finishes(lm, prompts
         assert len(outputs) == 5 and all(outputs) and pair.max_rows_seen == 2
     finally:
         pair.close()
+
+
+def test_a_priority_request_is_admitted_first_and_into_a_full_batch(lm, prompts):
+    """The presenter's answer (instructor lane) does not wait for the class's rows."""
+    pair = ContinuousBatcher(lm.model, BatchLimits(max_batch_size=2, max_tokens=8192, join_wait_s=0.2))
+
+    def first_token_time(stream) -> tuple[float, list[int]]:
+        tokens = iter(stream)
+        first = [next(tokens)]
+        return time.perf_counter(), first + list(tokens)
+
+    try:
+        class_reqs = [request(lm, ids, new_tokens=24) for ids in prompts[:3]]
+        presenter = replace(request(lm, prompts[3], new_tokens=24), priority=True)
+        streams = [pair.submit(req) for req in [*class_reqs, presenter]]  # the presenter's arrives last
+        (a, _), (b, _), (c, _), (p, answer) = run_at_once(first_token_time, streams)
+        assert p < b and p < c  # admitted with the first class request, ahead of two earlier ones
+        assert answer == run_alone(pair, replace(presenter, priority=False, stop=threading.Event()))
+        class_rows = [pair.submit(request(lm, ids, new_tokens=64)) for ids in prompts[4:6]]
+        deadline = time.monotonic() + 120
+        while pair.running() < 2 and time.monotonic() < deadline:  # a full batch of the class's rows ...
+            time.sleep(0.01)
+        late = pair.submit(replace(presenter, stop=threading.Event()))
+        assert list(late) == answer and pair.max_rows_seen == 3  # ... takes the presenter's as a third row
+        assert all(list(stream) for stream in class_rows)
+    finally:
+        pair.close()
+
+
+def test_prioritized_marks_every_step_of_a_generator_run_in_fresh_contexts():
+    """gradio runs each step of a generator handler in a new copy of the event loop's context."""
+    def handler():
+        yield has_priority()
+        yield has_priority()
+
+    steps = prioritized(handler)()
+    assert [contextvars.copy_context().run(next, steps) for _ in range(2)] == [True, True]
+    assert not has_priority() and list(handler()) == [False, False]
+    assert prioritized(lambda: has_priority())() is True
 
 
 class FlakyModel:

@@ -320,6 +320,9 @@ def test_the_instructor_lane_needs_the_key(demo):
     lane = [fn for fn in demo.fns.values() if (fn.api_name or "").endswith("_lane_0")]
     assert lane and all(fn.concurrency_id == "instructor" for fn in lane
                         if (fn.api_name or "").startswith("lesson_decoding"))
+    # the lane runs the tab's own handler, marked so its answers go first in the generation batcher
+    by_name = {fn.api_name: fn.fn for fn in demo.fns.values()}
+    assert by_name["lesson_qna_ask_lane_0"].__wrapped__ is by_name["lesson_qna_ask_0"]
 
 
 def test_a_broken_lesson_is_logged_and_shown_never_raised(settings, registry, tmp_path, caplog):

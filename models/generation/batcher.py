@@ -165,7 +165,8 @@ class ContinuousBatcher:
             admitted = []
             rows = len(self._rows)
             longest = max((row.request.reserved_tokens for row in self._rows), default=0)
-            while self._inbox and rows < self.limits.max_batch_size:
+            self._priority_first()
+            while self._inbox and rows < self.limits.max_batch_size + self._inbox[0].request.priority:
                 head = self._inbox[0]
                 if head.cancelled:
                     self._inbox.popleft().finish("stopped")
@@ -176,6 +177,14 @@ class ContinuousBatcher:
                 admitted.append(self._inbox.popleft())
                 rows, longest = rows + 1, max(longest, head.request.reserved_tokens)
             return admitted
+
+    def _priority_first(self) -> None:
+        """Move priority requests (the presenter's) ahead of the others, each group in arrival order.
+        One of them may take a row beyond the batch size: the presenter never waits for a free row."""
+        if any(stream.request.priority for stream in self._inbox):
+            ordered = sorted(self._inbox, key=lambda stream: not stream.request.priority)
+            self._inbox.clear()
+            self._inbox.extend(ordered)
 
     def _admit(self, stream: TokenStream) -> None:
         """Prefill one request alone, stream its first token, and add it to the batch."""

@@ -60,6 +60,7 @@ class GenerationRequest:
     eos_ids: frozenset[int]
     sampling: Sampling = Sampling()
     stop: threading.Event = field(default_factory=threading.Event, compare=False)
+    priority: bool = False  # the presenter's: admitted before waiting requests (models/generation/priority.py)
 
     def __post_init__(self):
         if not self.prompt_ids:
