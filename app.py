@@ -34,7 +34,7 @@ for noisy in ("torchao", "torch.utils._pytree", "httpx"):
 
 from models.generation.service import GenerationService  # noqa: E402
 from models.housekeeping import Housekeeper  # noqa: E402
-from tabs import attention, decoding, finetune, lessons, qna, quantized, rag, tokens  # noqa: E402
+from tabs import attention, decoding, finetune, lessons, qna, quantized, rag, rag_documents, tokens  # noqa: E402
 from tabs.common import Services  # noqa: E402
 from tabs.door import Door  # noqa: E402
 
@@ -100,7 +100,7 @@ def build_demo(settings: Settings | None = None, registry: ModelRegistry | None 
         demo.lessons = lessons.wire(bar, handles, main_tabs, services, settings, demo)
 
     def end_session(request: gr.Request) -> None:
-        rag.end_session(services.store, request)
+        rag_documents.end_session(services.store, request)
 
     # A dropped heartbeat (closed tab or Wi-Fi blip) starts the session's grace period; the housekeeper
     # deletes what a session left once it has been silent that long.

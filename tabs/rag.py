@@ -17,7 +17,6 @@ components return {component: value} for just those (the others keep their value
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 
@@ -27,26 +26,21 @@ from models.generation.service import served
 from models.lessons.warmup import Need
 from models.rag import turn as rag_turn
 from models.rag.chain import answer_without_retrieval
-from models.rag.chunking import boundary_preview, estimate_chunks, make_splitter, size_stats, split_document
 from models.rag.documents import load_folder
 from models.rag.evaluation import CORPUS_DIR, evaluate, load_questions
 from models.rag.grounded import Answering
-from models.rag.ingest import STAGES, ensure_sample, ingest, max_upload_bytes, parse_files
+from models.rag.ingest import ensure_sample, ingest
 from models.rag.quality import ablation, evaluate_answers, load_set, sample_questions
-from models.rag.store import DocumentStore
 from models.rag.turn import TOP_K, Retrieval
 from models.time_limit import within
+from tabs import rag_documents as documents
 from tabs import rag_views as views
-from tabs.common import Services, client_address, generation_queue, model_queue, time_limit_note, user_errors
+from tabs.common import Services, generation_queue, model_queue, time_limit_note, user_errors
 from tabs.handles import Action, Call, TabHandle
 
-STAGE_SPAN = {"parse": (0.0, 0.1), "split": (0.1, 0.2), "embed": (0.2, 0.9), "store": (0.9, 1.0)}
 # A question shares the model's context budget with the retrieved chunks; ~2,000 characters is
 # ~500 tokens, which leaves room for them.
 MAX_QUESTION_CHARS = 2000
-# What the upload accepts (checked by gradio for every file, in the browser and on the server); the
-# content decides the kind (models/rag/documents.sniff_kind).
-UPLOAD_TYPES = [".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,13 +62,6 @@ class Outputs:
     plain: gr.Textbox
 
 
-def session_of(request: gr.Request | None) -> str:
-    session = getattr(request, "session_hash", None)
-    if not session:
-        raise gr.Error("No browser session: reload the page.")
-    return session
-
-
 def check_question_length(services: Services, question: str) -> None:
     """Refuse a question too long to leave room for the chunks: in characters first (cheap), then
     in the chat model's tokens (2,000 characters of emoji are 8,000 tokens)."""
@@ -87,41 +74,6 @@ def check_question_length(services: Services, question: str) -> None:
                        "so the retrieved chunks still fit beside it.")
 
 
-def splitter_for(registry, chunk_size, overlap, unit):
-    try:
-        return make_splitter(int(chunk_size), int(overlap), unit, registry.sentence_encoder().tokenizer)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from None
-
-
-def read_uploads(settings, files) -> list[tuple[str, bytes]]:
-    """(name, bytes) of the chosen files, refused before anything is read if there are more files
-    than a session holds or they add up to far more than its size limit; a file over the size
-    limit is read only as far as needed to say so."""
-    paths = [Path(getattr(f, "name", None) or f) for f in files or []]
-    if len(paths) > settings.max_files_per_session:
-        raise gr.Error(f"You chose {len(paths)} files; a session holds at most {settings.max_files_per_session}. "
-                       "Choose fewer.")
-    limit = max_upload_bytes(settings)
-    total = sum(path.stat().st_size for path in paths)
-    if total > 2 * limit:
-        raise gr.Error(f"These files add up to {total / 1e6:.0f} MB; a session holds at most "
-                       f"{settings.max_upload_mb:g} MB. Choose fewer or smaller files.")
-    out = []
-    for path in paths:
-        with path.open("rb") as f:
-            out.append((path.name, f.read(limit + 1)))
-    return out
-
-
-def documents_update(out: Outputs, store: DocumentStore, session: str) -> dict:
-    """The session's document table and the delete picker, refreshed (incomplete documents too,
-    marked: they are never searched, and can be deleted)."""
-    docs = store.all_documents(session)
-    return {out.docs: views.document_rows(docs),
-            out.doc_pick: gr.update(choices=views.document_choices(docs), value=None)}
-
-
 def question_turns(services: Services, session: str, question: str, history: list[dict], retrieval: Retrieval):
     """The one question turn (rewrite -> retrieve -> answer -> cite) both the chat and rag_ask run."""
     registry = services.registry
@@ -131,92 +83,8 @@ def question_turns(services: Services, session: str, question: str, history: lis
 
 
 # ---- handlers (plain functions: unit-testable with a fake request) ----------------------------
-@user_errors
-def preview(services: Services, files, chunk_size, overlap, unit):
-    """Chunk counts per file and the boundaries of the first file, before anything is indexed; each
-    file goes through the same guards as ingestion: file count and size, parser budgets, and the
-    chunk count estimated before the splitter runs."""
-    settings = services.settings
-    uploads = read_uploads(settings, files)
-    if not uploads:
-        raise gr.Error("Choose one or more files to preview.")
-    splitter = splitter_for(services.registry, chunk_size, overlap, unit)
-    tokenizer = services.registry.sentence_encoder().tokenizer
-    rows, segments = [], []
-    for result, doc in parse_files(uploads, max_upload_bytes(settings), max_seconds=settings.parse_time_limit_s):
-        if doc is None:
-            rows.append([result.name, 0, 0, 0, result.message])
-            continue
-        estimate = estimate_chunks(doc, splitter)
-        if estimate > settings.max_chunks_per_session:
-            rows.append([doc.name, estimate, 0, 0, f"{doc.name}: about {estimate:,} chunks; a session holds at most "
-                                                   f"{settings.max_chunks_per_session:,}. Use larger chunks."])
-            continue
-        chunks = split_document(doc, splitter)
-        stats = size_stats(chunks, tokenizer)
-        rows.append([doc.name, stats["chunks"], stats["mean"], stats["max"], f"{doc.kind}, {len(doc.pages)} page(s)"])
-        if not segments:
-            segments = boundary_preview(doc, chunks)
-    return rows, segments
-
-
-@user_errors
-def ingest_files(services: Services, out: Outputs, files, chunk_size, overlap, unit, request: gr.Request,
-                 progress=gr.Progress()) -> dict:
-    """Parse, split, embed and store; one row per file in the report."""
-    session = session_of(request)
-    uploads = read_uploads(services.settings, files)
-    if not uploads:
-        raise gr.Error("Choose one or more files to index.")
-    splitter = splitter_for(services.registry, chunk_size, overlap, unit)
-
-    def on_stage(stage: str, fraction: float, desc: str) -> None:
-        lo, hi = STAGE_SPAN[stage]
-        progress(lo + (hi - lo) * fraction, desc=f"{STAGES.index(stage) + 1}/4 {stage}: {desc}")
-
-    report = ingest(services.store, session, uploads, splitter, progress=on_stage,
-                    address=client_address(request, services.settings.trusted_proxies),
-                    time_limit_s=services.settings.job_time_limit_s)
-    for problem in report.problems:
-        gr.Warning(problem.message)
-    return {out.report: report.rows(), out.status: views.ingest_status(report),
-            **documents_update(out, services.store, session)}
-
-
-@user_errors
-def list_documents(store: DocumentStore, out: Outputs, request: gr.Request) -> dict:
-    return documents_update(out, store, session_of(request))
-
-
-@user_errors
-def delete_document(store: DocumentStore, out: Outputs, doc_id, request: gr.Request) -> dict:
-    session = session_of(request)
-    if not doc_id:
-        raise gr.Error("Pick a document to delete.")
-    removed = store.delete_document(session, doc_id)
-    if not removed:
-        gr.Warning("That document is not in this session (already deleted?).")
-    return {**documents_update(out, store, session), out.doc_note: f"Deleted {removed} chunks." if removed else ""}
-
-
-@user_errors
-def reset_session(store: DocumentStore, out: Outputs, request: gr.Request) -> dict:
-    store.drop_session(session_of(request))
-    return {out.docs: [], out.doc_pick: gr.update(choices=[], value=None),
-            out.doc_note: "Session reset: your documents were removed.", out.chat: [], out.sources: None,
-            out.standalone: "", out.plain: ""}
-
-
 def clear_chat(out: Outputs) -> dict:
     return {out.chat: [], out.standalone: "", out.sources: None, out.plain: "", out.prompt_view: ""}
-
-
-def end_session(store: DocumentStore, request: gr.Request | None) -> None:
-    """When a page's heartbeat drops (app.build_demo registers this with demo.unload). That is a
-    closed tab or a Wi-Fi blip, so nothing is deleted here: the session's grace period starts, and
-    the housekeeper deletes its documents if it stays silent that long (models/sessions.py)."""
-    if getattr(request, "session_hash", None):
-        store.activity.ended(request.session_hash)
 
 
 @user_errors
@@ -224,7 +92,7 @@ def ask(services: Services, out: Outputs, question, history, top_k, threshold, u
         request: gr.Request, progress=gr.Progress(), hybrid=True):
     """Stream a question turn into the chat, the retrieval table and the prompt view; the sources
     panel once it is cited; then, if asked, the same model's answer without retrieval."""
-    session = session_of(request)
+    session = documents.session_of(request)
     question = (question or "").strip()
     if not question:
         gr.Warning("Type a question first.")
@@ -258,7 +126,7 @@ def ask_api(services: Services, question: str, top_k: int, threshold: float, use
             request: gr.Request, hybrid: bool = True) -> dict:
     """rag_ask: question -> {answer (with [n] markers), standalone, grounded, retrieved, sources, supported,
     refused, claims, signals, decision}."""
-    session = session_of(request)
+    session = documents.session_of(request)
     question = (question or "").strip()
     if not question:
         raise gr.Error("The question is empty.")
@@ -272,7 +140,7 @@ def ask_api(services: Services, question: str, top_k: int, threshold: float, use
 def run_eval(registry, chunk_size, overlap, unit, top_k, progress=gr.Progress()):
     progress(0.1, desc="Embedding the sample corpus and the questions…")
     report = evaluate(registry.sentence_encoder(), load_folder(CORPUS_DIR), load_questions(),
-                      splitter_for(registry, chunk_size, overlap, unit), int(top_k))
+                      documents.splitter_for(registry, chunk_size, overlap, unit), int(top_k))
     return views.eval_summary(report, int(chunk_size), unit), views.eval_rows(report)
 
 
@@ -281,7 +149,7 @@ def run_answer_eval(services: Services, chunk_size, overlap, unit, top_k, thresh
                     per_document, with_ablation, request: gr.Request, progress=gr.Progress()):
     """Answer quality on the held-out set for the current settings (and each new piece off): the
     held-out documents go into a private evaluation session, deleted afterwards."""
-    session = session_of(request) + "-answer-eval"
+    session = documents.session_of(request) + "-answer-eval"
     registry = services.registry
     encoder = registry.sentence_encoder()
     files, questions = load_set("heldout")
@@ -292,7 +160,7 @@ def run_answer_eval(services: Services, chunk_size, overlap, unit, top_k, thresh
     lm = served(registry.chat_model(), services.generation)
     try:
         progress(0.02, desc="Indexing the held-out documents…")
-        ingest(services.store, session, files, splitter_for(registry, chunk_size, overlap, unit))
+        ingest(services.store, session, files, documents.splitter_for(registry, chunk_size, overlap, unit))
         names = list(rows)
 
         def on_question(name: str, i: int, n: int) -> None:
@@ -316,7 +184,7 @@ def build(services: Services, settings) -> TabHandle:
     with gr.Row():
         with gr.Column(scale=2):
             files = gr.File(label="Documents: PDF, DOCX, HTML, Markdown or text", file_count="multiple",
-                            file_types=UPLOAD_TYPES, elem_id="rag-files")
+                            file_types=documents.UPLOAD_TYPES, elem_id="rag-files")
             with gr.Accordion("Chunking", open=False) as chunking_knobs:
                 chunk_size = gr.Slider(32, 512, value=128, step=16, label="Chunk size")
                 overlap = gr.Slider(0, 128, value=16, step=4, label="Overlap")
@@ -393,19 +261,19 @@ def build(services: Services, settings) -> TabHandle:
 
     # ---- register listeners ----
     def rag_preview(files, chunk_size, overlap, unit):
-        return preview(services, files, chunk_size, overlap, unit)
+        return documents.preview(services, files, chunk_size, overlap, unit)
 
     def rag_ingest(files, chunk_size, overlap, unit, request: gr.Request, progress=gr.Progress()):
-        return ingest_files(services, out, files, chunk_size, overlap, unit, request, progress)
+        return documents.ingest_files(services, out, files, chunk_size, overlap, unit, request, progress)
 
     def rag_list(request: gr.Request):
-        return list_documents(store, out, request)
+        return documents.list_documents(store, out, request)
 
     def rag_delete(doc_id, request: gr.Request):
-        return delete_document(store, out, doc_id, request)
+        return documents.delete_document(store, out, doc_id, request)
 
     def rag_reset(request: gr.Request):
-        return reset_session(store, out, request)
+        return documents.reset_session(store, out, request)
 
     def rag_chat(question, history, top_k, threshold, use_mmr, include_sample, compare, hybrid, request: gr.Request,
                  progress=gr.Progress()):

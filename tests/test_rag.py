@@ -15,8 +15,9 @@ from models.rag.chunking import boundary_preview, make_splitter, size_stats, spl
 from models.rag.citations import cite
 from models.rag.documents import DocumentError, load_document, load_folder, sniff_kind, text_pdf
 from models.rag.evaluation import CORPUS_DIR, evaluate, load_questions
+from models.rag.hits import Hit
 from models.rag.ingest import ingest
-from models.rag.store import DocumentStore, Hit, LimitError, session_collection_name
+from models.rag.store import DocumentStore, LimitError, session_collection_name
 from tabs.rag_views import sources_html
 
 FACT = "The purple giraffe of Zanzibar guards the vault code 7731."

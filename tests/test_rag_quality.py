@@ -239,8 +239,8 @@ def test_two_clients_never_share_a_keyword_index(app_url, tmp_path):
 
 def test_the_sources_panel_marks_supported_and_unsupported_claims(encoder):
     from models.rag.grounded import GroundedTurn, compose
+    from models.rag.hits import Hit
     from models.rag.refusal import DEFAULT_RULE, Decision, Signals
-    from models.rag.store import Hit
     from tabs.rag_views import checks_html, turn_sources_html
 
     hit = Hit("h1", HANDBOOK + " <script>x</script>", "handbook.md", None, 0.6, False)

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from models.rag.grounded import Answering, GroundedTurn, answer
+from models.rag.hits import Hit
 from models.rag.keyword import KeywordIndex
 from models.rag.reader import chunk_sentences
-from models.rag.store import Hit
 
 NO_ANSWER_IN_PASSAGE = "The passage doesn't contain the answer to this question."
 

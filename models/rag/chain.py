@@ -26,7 +26,7 @@ from langchain_core.runnables import RunnableLambda
 
 from models.chat import ChatPrompt, PromptTooLong, build_prompt, message_text, stream_answer
 from models.rag.citations import CitedAnswer, cite
-from models.rag.store import Hit
+from models.rag.hits import Hit
 from models.similarity import split_sentences
 
 NO_ANSWER = "The documents don't contain the answer to this question."

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from models.rag.store import Hit
+from models.rag.hits import Hit
 from models.similarity import cosine_matrix, sentence_spans, split_sentences
 
 _MODEL_MARKER = re.compile(r"\s*\[(\d+)\]")

@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 from models.chat import ChatPrompt, PromptTooLong, build_prompt
 from models.rag.chain import NO_ANSWER, RagTurn, checked_question, retrieve, to_chat_messages
 from models.rag.citations import CitedAnswer, CitedSentence, Source
+from models.rag.hits import Hit
 from models.rag.reader import Context, Reading, Sentence, build_context, model_refused, prompt_for, read, tidy
 from models.rag.refusal import DEFAULT_RULE, Decision, RefusalRule, Signals
-from models.rag.store import Hit
 from models.rag.verify import Verification, verify
 
 QUOTE_INTRO = "The documents say:"

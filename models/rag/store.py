@@ -55,31 +55,16 @@ from models.rag.chroma import (
     session_collection_name,
 )
 from models.rag.chunking import Chunk
-from models.rag.keyword import KeywordIndex, KeywordIndexCache, chunk_fingerprint, fuse
+from models.rag.hits import Hit, fuse_hits
+from models.rag.keyword import KeywordIndex, KeywordIndexCache, chunk_fingerprint
 from models.sessions import SessionActivity
 from models.similarity import embed
 
 log = logging.getLogger(__name__)
 _TOUCH_EVERY_S = 30.0  # how often a session's last_seen is written back to the store
 WRITE_WAIT_S = 60.0  # how long a write waits for another write of the same session
-__all__ = ["SESSION_PREFIX", "DocumentStore", "DocumentInfo", "Hit", "LimitError", "StoreUnavailable", "make_client",
+__all__ = ["SESSION_PREFIX", "DocumentStore", "DocumentInfo", "LimitError", "StoreUnavailable", "make_client",
            "session_collection_name"]
-
-
-@dataclass
-class Hit:
-    """One retrieved chunk; score is the cosine similarity to the query (1 = same direction)."""
-
-    id: str
-    text: str
-    source: str
-    page: int | None
-    score: float
-    shared: bool  # True for the bundled sample corpus
-    embedding: np.ndarray | None = None
-    dense_rank: int | None = None  # rank among the dense candidates (None: not among them)
-    keyword_rank: int | None = None  # rank in the BM25 search (None: no query word in it, or keyword search off)
-    fused: float | None = None  # reciprocal-rank-fusion share, 1.0 = first in both rankings (None: dense only)
 
 
 @dataclass(frozen=True)
@@ -414,12 +399,7 @@ class DocumentStore:
         ranking with BM25's (reciprocal rank fusion) over `fetch_k` candidates of each; MMR trades
         some relevance for variety among near-duplicate chunks."""
         query_vec = self.embed([query])[0]
-        own = self._existing(session_id)
-        listing = own.get(include=["metadatas"]) if own is not None else {"ids": [], "metadatas": []}
-        complete = [d.doc_id for d in _document_infos(listing["metadatas"]) if d.complete]
-        collections = [(own, False, {"doc_id": {"$in": complete}})] if complete else []  # listed documents only
-        if include_sample and self.sample_name:
-            collections.append((self._open(self.sample_name), True, None))
+        listing, complete, collections = self._searchable(session_id, include_sample)
         n_wanted = max(fetch_k, k) if mmr or hybrid else k
         include = ["documents", "metadatas", "distances"] + (["embeddings"] if mmr else [])
         hits: list[Hit] = []
@@ -436,7 +416,7 @@ class DocumentStore:
             hit.dense_rank = rank
         if hybrid:
             index = self._keyword_index(listing, complete, [(c, shared) for c, shared, _ in collections])
-            hits = self._fused(hits, index.search(query, n_wanted), query_vec, collections)[:n_wanted]
+            hits = fuse_hits(hits, index.search(query, n_wanted), query_vec, collections)[:n_wanted]
         if mmr and hits:
             from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
@@ -449,13 +429,19 @@ class DocumentStore:
     def keyword_index(self, session_id: str, include_sample: bool = True) -> KeywordIndex:
         """The BM25 index search(hybrid=True) uses for this session (its IDF weighs the refusal
         rule's keyword coverage)."""
+        listing, complete, collections = self._searchable(session_id, include_sample)
+        return self._keyword_index(listing, complete, [(c, shared) for c, shared, _ in collections])
+
+    def _searchable(self, session_id: str, include_sample: bool) -> tuple[dict, list[str], list]:
+        """The session's chunk listing, its complete documents, and the (collection, shared, where)
+        to search: the session's own (complete documents only) and the sample corpus."""
         own = self._existing(session_id)
         listing = own.get(include=["metadatas"]) if own is not None else {"ids": [], "metadatas": []}
         complete = [d.doc_id for d in _document_infos(listing["metadatas"]) if d.complete]
-        collections = [(own, False)] if complete else []
+        collections = [(own, False, {"doc_id": {"$in": complete}})] if complete else []  # listed documents only
         if include_sample and self.sample_name:
-            collections.append((self._open(self.sample_name), True))
-        return self._keyword_index(listing, complete, collections)
+            collections.append((self._open(self.sample_name), True, None))
+        return listing, complete, collections
 
     def _keyword_index(self, listing: dict, complete: list[str], collections: list) -> KeywordIndex:
         """The BM25 index over the searchable chunks of these collections, from the cache when the
@@ -479,25 +465,3 @@ class DocumentStore:
 
         owner = "+".join(collection.name for collection, _ in collections)
         return self.keywords.get(owner, chunk_fingerprint(own_ids, [start for _, start in own]), build)
-
-    @staticmethod
-    def _fused(dense: list[Hit], keyword: list, query_vec: np.ndarray, collections: list) -> list[Hit]:
-        """Dense hits and BM25 hits fused (RRF), best first; a chunk only BM25 found is read from its
-        collection (text, metadata and vector, for its cosine)."""
-        by_id = {h.id: h for h in dense}
-        for collection, shared, _ in collections:
-            wanted = [h.id for h in keyword if h.label == collection.name and h.id not in by_id]
-            if wanted:
-                got = collection.get(ids=wanted, include=["documents", "metadatas", "embeddings"])
-                for cid, text, meta, vector in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"],
-                                                   strict=True):
-                    vector = np.asarray(vector, dtype=np.float32)
-                    by_id[cid] = Hit(cid, text, meta["source"], meta.get("page") or None,
-                                     float(vector @ query_vec), shared, vector)
-        out = []
-        for item in fuse([h.id for h in dense], [h.id for h in keyword]):
-            hit = by_id.get(item.id)
-            if hit is not None:  # a chunk deleted since the index was built is skipped
-                hit.keyword_rank, hit.fused = item.keyword_rank, item.share
-                out.append(hit)
-        return out
