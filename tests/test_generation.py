@@ -162,8 +162,10 @@ def test_the_batch_never_exceeds_its_size_and_every_request_finishes(lm, prompts
 
 
 def test_a_priority_request_is_admitted_first_and_into_a_full_batch(lm, prompts):
-    """The presenter's answer (instructor lane) does not wait for the class's rows."""
-    pair = ContinuousBatcher(lm.model, BatchLimits(max_batch_size=2, max_tokens=8192, join_wait_s=0.2))
+    """The presenter's answer (instructor lane) does not wait for the class's rows: with the one
+    row of the batch taken, it goes ahead of two class requests that arrived before it, into a
+    row beyond the batch size."""
+    single = ContinuousBatcher(lm.model, BatchLimits(max_batch_size=1, max_tokens=8192, join_wait_s=0.005))
 
     def first_token_time(stream) -> tuple[float, list[int]]:
         tokens = iter(stream)
@@ -171,21 +173,20 @@ def test_a_priority_request_is_admitted_first_and_into_a_full_batch(lm, prompts)
         return time.perf_counter(), first + list(tokens)
 
     try:
-        class_reqs = [request(lm, ids, new_tokens=24) for ids in prompts[:3]]
-        presenter = replace(request(lm, prompts[3], new_tokens=24), priority=True)
-        streams = [pair.submit(req) for req in [*class_reqs, presenter]]  # the presenter's arrives last
-        (a, _), (b, _), (c, _), (p, answer) = run_at_once(first_token_time, streams)
-        assert p < b and p < c  # admitted with the first class request, ahead of two earlier ones
-        assert answer == run_alone(pair, replace(presenter, priority=False, stop=threading.Event()))
-        class_rows = [pair.submit(request(lm, ids, new_tokens=64)) for ids in prompts[4:6]]
+        # The class's long answer (no end-of-text stop) holds the only row for seconds ...
+        running = single.submit(replace(request(lm, prompts[0], new_tokens=96), eos_ids=frozenset()))
         deadline = time.monotonic() + 120
-        while pair.running() < 2 and time.monotonic() < deadline:  # a full batch of the class's rows ...
+        while single.running() < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
-        late = pair.submit(replace(presenter, stop=threading.Event()))
-        assert list(late) == answer and pair.max_rows_seen == 3  # ... takes the presenter's as a third row
-        assert all(list(stream) for stream in class_rows)
+        # ... while two class requests and then the presenter's arrive.
+        waiting = [single.submit(request(lm, ids, new_tokens=24)) for ids in prompts[1:3]]
+        presenter = replace(request(lm, prompts[3], new_tokens=24), priority=True)
+        (_, held), (b, _), (c, _), (p, answer) = run_at_once(
+            first_token_time, [running, *waiting, single.submit(presenter)])
+        assert p < b and p < c and single.max_rows_seen == 2 and len(held) == 96
+        assert answer == run_alone(single, replace(presenter, priority=False, stop=threading.Event()))
     finally:
-        pair.close()
+        single.close()
 
 
 def test_prioritized_marks_every_step_of_a_generator_run_in_fresh_contexts():
