@@ -113,11 +113,14 @@ class Settings:
     # session share forward passes. GENAI_LAB_BATCHING=0 gives each answer its own generate() again
     # (for comparisons); GENAI_LAB_BATCH_SIZE: answers decoded in one pass; GENAI_LAB_BATCH_TOKENS:
     # cache positions held at once (rows x the longest prompt + answer); GENAI_LAB_BATCH_WAIT_MS: how
-    # long an idle batcher waits for answers asked at the same moment. Defaults from bench/batching.py.
+    # long an idle batcher waits for answers asked at the same moment; GENAI_LAB_BATCH_THREADS: torch
+    # threads of the batcher's worker, 0 = every usable core (a class's answers are most of the work,
+    # and a batch's matrix products use every core well). Defaults from bench/batching.py.
     batching: bool = True
-    batch_size: int = 8
-    batch_tokens: int = 8192
+    batch_size: int = 16
+    batch_tokens: int = 16384
     batch_wait_ms: float = 5.0
+    batch_threads: int = 0
     # Document chat: a Chroma server instead of the embedded store (CHROMA_HOST, CHROMA_PORT),
     # and per-session limits (GENAI_LAB_MAX_FILES, GENAI_LAB_MAX_UPLOAD_MB, GENAI_LAB_MAX_CHUNKS).
     # A session's documents are deleted once it has ended: silent (no open page, no request) for
@@ -206,9 +209,10 @@ class Settings:
             torch_threads=num("GENAI_LAB_TORCH_THREADS", 0),
             context_tokens=num("GENAI_LAB_CONTEXT_TOKENS", 2048),
             batching=_flag(env.get("GENAI_LAB_BATCHING")) is not False,
-            batch_size=num("GENAI_LAB_BATCH_SIZE", 8),
-            batch_tokens=num("GENAI_LAB_BATCH_TOKENS", 8192),
+            batch_size=num("GENAI_LAB_BATCH_SIZE", 16),
+            batch_tokens=num("GENAI_LAB_BATCH_TOKENS", 16384),
             batch_wait_ms=num("GENAI_LAB_BATCH_WAIT_MS", 5.0, float),
+            batch_threads=num("GENAI_LAB_BATCH_THREADS", 0),
             chroma_host=env.get("CHROMA_HOST") or None,
             chroma_port=num("CHROMA_PORT", 8000),
             chroma_ssl=bool(_flag(env.get("CHROMA_SSL"))),

@@ -8,6 +8,8 @@ with other work slows both alike; figures are medians of the rounds.
    - `padded_generate`: one `generate()` over the left-padded batch of 8 (the upper bound of
      batching without joining),
    - `batcher`: the service's continuous batcher, all 8 submitted at once,
+   - `batcher_every_core`: the same with its worker on every core, as the app runs it
+     (GENAI_LAB_BATCH_THREADS),
    - `transformers_cb`: transformers' continuous-batching manager (paged cache, sdpa), with the
      best of a small grid of page size x tokens per step measured first;
    aggregate tokens/s, and whether each engine's greedy text equals the sequential one; then
@@ -158,7 +160,13 @@ def engines(lm) -> dict:
 
     prompts = _chat_prompts(lm, QUESTIONS, ENGINE_NEW_TOKENS)
     n = ENGINE_NEW_TOKENS
+    from models.hardware import usable_cores
+
     batcher = ContinuousBatcher(lm.model, BatchLimits(max_batch_size=len(prompts), max_tokens=16384))
+    # The app's worker takes every core (GENAI_LAB_BATCH_THREADS); the other engines run at the
+    # process's threads, as the app runs each model job.
+    wide = ContinuousBatcher(lm.model, BatchLimits(max_batch_size=len(prompts), max_tokens=16384,
+                                                   threads=usable_cores()))
     # transformers' manager: a small grid first, then its best setting joins the interleaved rounds.
     grid = {}
     for page_size, step_tokens in CB_GRID:
@@ -174,12 +182,14 @@ def engines(lm) -> dict:
         "sequential": lambda: _sequential(lm, prompts, n),
         "padded_generate": lambda: _padded_generate(lm, prompts, n),
         "batcher": lambda: _batcher_run(batcher, lm, prompts, n),
+        "batcher_every_core": lambda: _batcher_run(wide, lm, prompts, n),
         "transformers_cb": lambda: _cb_run(manager, lm, prompts, n),
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
     texts: dict[str, list] = {}
     try:
         _batcher_run(batcher, lm, prompts[:1], 4)  # warm-up
+        _batcher_run(wide, lm, prompts[:1], 4)
         for _ in range(ENGINE_ROUNDS):
             for name, run in variants.items():
                 seconds, outputs = _timed(run)
@@ -188,7 +198,9 @@ def engines(lm) -> dict:
     finally:
         manager.stop(block=True, timeout=30)
         batcher.close()
-    result = {"threads": torch.get_num_threads(), "requests": len(prompts), "new_tokens": n,
+        wide.close()
+    result = {"threads": torch.get_num_threads(), "batcher_every_core_threads": usable_cores(),
+              "requests": len(prompts), "new_tokens": n,
               "transformers_cb_grid_tok_s": grid, "transformers_cb_setting": f"page{best[0]}_step{best[1]}"}
     for name, values in rates.items():
         result[f"{name}_tok_s"] = statistics.median(values)
@@ -196,19 +208,22 @@ def engines(lm) -> dict:
     result["batcher_vs_sequential"] = result["batcher_tok_s"] / result["sequential_tok_s"]
     result["batcher_vs_transformers_cb"] = result["batcher_tok_s"] / result["transformers_cb_tok_s"]
     result["batcher_vs_padded_generate"] = result["batcher_tok_s"] / result["padded_generate_tok_s"]
+    result["batcher_every_core_vs_sequential"] = result["batcher_every_core_tok_s"] / result["sequential_tok_s"]
     return result
 
 
 def sizes(lm) -> dict:
-    """16 questions at once through batchers of 4, 8 and 16 rows (GENAI_LAB_BATCH_SIZE): aggregate
-    tokens/s and when the last answer ends, interleaved rounds."""
+    """16 questions at once through batchers of 4, 8 and 16 rows (GENAI_LAB_BATCH_SIZE), their worker
+    on every core as in the app: aggregate tokens/s and when the last answer ends, interleaved rounds."""
     from models.generation.batcher import BatchLimits, ContinuousBatcher
+    from models.hardware import usable_cores
 
     prompts = _chat_prompts(lm, QUESTIONS * 2, ENGINE_NEW_TOKENS)
     runs: dict[int, list[tuple[float, float]]] = {size: [] for size in SIZES}
     for _ in range(ENGINE_ROUNDS):
         for size in SIZES:
-            batcher = ContinuousBatcher(lm.model, BatchLimits(max_batch_size=size, max_tokens=65536))
+            batcher = ContinuousBatcher(lm.model, BatchLimits(max_batch_size=size, max_tokens=65536,
+                                                                     threads=usable_cores()))
             try:
                 seconds, outputs = _timed(lambda b=batcher: _batcher_run(b, lm, prompts, ENGINE_NEW_TOKENS))
             finally:
@@ -256,13 +271,15 @@ def agreement(lm) -> dict:
 # ---- 3. one student alone --------------------------------------------------------------------
 def alone(lm) -> dict:
     from models.chat import stream_answer
+    from models.generation.batcher import BatchLimits
     from models.generation.service import GenerationService
+    from models.hardware import usable_cores
 
     prompt = _chat_prompts(lm, ["Explain what a transformer language model is, in a few sentences."],
                            ALONE_NEW_TOKENS)[0]
     eos_off = lm.model.generation_config.eos_token_id
     lm.model.generation_config.eos_token_id = None  # same number of tokens on both paths
-    service = GenerationService()
+    service = GenerationService(BatchLimits(threads=usable_cores()))  # as the app's (from_settings)
     runs: dict[str, list[tuple[float, float]]] = {"today": [], "batched": []}
 
     def measure(name: str, served) -> None:

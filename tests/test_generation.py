@@ -189,6 +189,20 @@ def test_a_priority_request_is_admitted_first_and_into_a_full_batch(lm, prompts)
         single.close()
 
 
+def test_the_worker_runs_with_its_own_thread_count_and_later_threads_keep_the_default(lm, batcher, prompts):
+    """A batch's matrix products use every core (GENAI_LAB_BATCH_THREADS) while each other model
+    job, on threads created later too, keeps its share (torch keeps a count per thread)."""
+    default = torch.get_num_threads()
+    wide = ContinuousBatcher(lm.model, BatchLimits(threads=default + 1))
+    try:
+        answer = run_alone(wide, request(lm, prompts[0]))
+        assert wide.worker_threads == default + 1
+        assert run_at_once(lambda _: torch.get_num_threads(), [0]) == [default] == [torch.get_num_threads()]
+        assert answer == run_alone(batcher, request(lm, prompts[0]))  # more threads, same answer
+    finally:
+        wide.close()
+
+
 def test_prioritized_marks_every_step_of_a_generator_run_in_fresh_contexts():
     """gradio runs each step of a generator handler in a new copy of the event loop's context."""
     def handler():

@@ -49,9 +49,10 @@ class BatchLimits:
     max_batch_size: int = 8  # rows decoded in one forward pass
     max_tokens: int = 8192  # cache positions: rows x the longest row's prompt + max new tokens
     join_wait_s: float = 0.005  # an idle worker waits this long for neighbours before its first pass
+    threads: int = 0  # torch intra-op threads of the worker; 0 = the count of the thread that starts it
 
     def __post_init__(self):
-        if self.max_batch_size < 1 or self.max_tokens < 2 or self.join_wait_s < 0:
+        if self.max_batch_size < 1 or self.max_tokens < 2 or self.join_wait_s < 0 or self.threads < 0:
             raise ValueError(f"Invalid batch limits: {self}")
 
 
@@ -92,6 +93,7 @@ class ContinuousBatcher:
         self._next: torch.Tensor | None = None  # [rows]: each row's last token, fed at the next pass
         self.steps = 0  # decode passes run (for tests and benches)
         self.max_rows_seen = 0
+        self.worker_threads = 0  # torch threads the worker runs with, once started
 
     # ---- any thread ---------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> TokenStream:
@@ -108,10 +110,22 @@ class ContinuousBatcher:
                 raise ServiceClosed("The generation service is shut down.")
             self._inbox.append(stream)
             if not self.is_alive():
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
+                self._start_worker()
             self._cond.notify_all()
         return stream
+
+    def _start_worker(self) -> None:
+        """Start the worker with its own torch thread count. torch keeps the count per thread once a
+        thread has used it, but torch.set_num_threads also sets the default that threads created
+        later start from; so the worker sets its count, then this thread sets the default back to
+        its own count (the app's share for each model job, models/hardware.intra_op_threads)."""
+        own = torch.get_num_threads()
+        threads_set = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(threads_set,), name=self.name, daemon=True)
+        self._thread.start()
+        if self.limits.threads and self.limits.threads != own:
+            threads_set.wait(timeout=30)
+            torch.set_num_threads(own)
 
     def is_alive(self) -> bool:
         thread = self._thread
@@ -129,7 +143,12 @@ class ContinuousBatcher:
             self._thread.join(timeout)
 
     # ---- worker thread ------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, threads_set: threading.Event) -> None:
+        torch.get_num_threads()  # takes the default now, so the count below is not reset at first use
+        if self.limits.threads:
+            torch.set_num_threads(self.limits.threads)
+        self.worker_threads = torch.get_num_threads()
+        threads_set.set()
         try:
             with torch.inference_mode():
                 while True:

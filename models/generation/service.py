@@ -35,8 +35,11 @@ class GenerationService:
 
     @classmethod
     def from_settings(cls, settings) -> GenerationService:
+        from models.hardware import usable_cores
+
         limits = BatchLimits(max_batch_size=settings.batch_size, max_tokens=settings.batch_tokens,
-                             join_wait_s=settings.batch_wait_ms / 1000)
+                             join_wait_s=settings.batch_wait_ms / 1000,
+                             threads=settings.batch_threads or usable_cores())
         return cls(limits, enabled=settings.batching)
 
     def batcher(self, model) -> ContinuousBatcher:
