@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -180,6 +181,40 @@ def run_at_once(fn, items, timeout: float = 300) -> list:
         return list(pool.map(fn, items, timeout=timeout))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def forward_counter(model):
+    """A list that grows by one on every forward pass of the model, and the hook's handle."""
+    calls: list[float] = []
+    return calls, model.register_forward_hook(lambda *_: calls.append(time.monotonic()))
+
+
+def wait_quiet(calls: list, quiet_s: float, deadline_s: float) -> bool:
+    """True once no forward pass has started for `quiet_s` seconds (within `deadline_s`)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if not calls or time.monotonic() - calls[-1] > quiet_s:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def cancel_mid_run(model, submit, wait_s: float = 120) -> tuple[int, int]:
+    """Start a job with `submit()` once `model` is idle, cancel it a few forward passes in, and
+    return (passes after the cancel, passes in all) once the model has been quiet for 3 s."""
+    calls, hook = forward_counter(model)
+    try:
+        assert wait_quiet(calls, 2, 120)
+        job = submit()
+        deadline = time.monotonic() + wait_s
+        while len(calls) < 4 and not job.done() and time.monotonic() < deadline:  # a few tokens are out
+            time.sleep(0.05)
+        job.cancel()
+        at_stop = len(calls)
+        assert wait_quiet(calls, 3, 120)
+        return len(calls) - at_stop, len(calls)
+    finally:
+        hook.remove()
 
 
 README_SHOTS = Path(__file__).parent.parent / "assets" / "screenshots"

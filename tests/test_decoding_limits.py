@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import patient_client
+from conftest import cancel_mid_run, patient_client
 from gradio_client.exceptions import AppError
 from test_hostile_input import still_serving
 
@@ -68,40 +68,6 @@ def test_api_knobs_set_to_a_billion_still_give_an_answer(client, app_url):
 
 COUNTING = ", ".join(str(i) for i in range(1, 40))  # raw text: SmolLM2 keeps counting, no end of text
 CONTRASTIVE_20 = ("contrastive search", 1.0, 50, 1.0, 0.0, 1.0, 1.0, 0, 200, 0, 4, 1.0, 1, 0.6, 20, False)
-
-
-def forward_counter(model):
-    """A list that grows by one on every forward pass of the model, and the hook's handle."""
-    calls: list[float] = []
-    return calls, model.register_forward_hook(lambda *_: calls.append(time.monotonic()))
-
-
-def wait_quiet(calls: list, quiet_s: float, deadline_s: float) -> bool:
-    """True once no forward pass has started for `quiet_s` seconds (within `deadline_s`)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if not calls or time.monotonic() - calls[-1] > quiet_s:
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def cancel_mid_run(model, submit, wait_s: float = 120) -> tuple[int, int]:
-    """Start a job with `submit()` once `model` is idle, cancel it a few forward passes in, and
-    return (passes after the cancel, passes in all) once the model has been quiet for 3 s."""
-    calls, hook = forward_counter(model)
-    try:
-        assert wait_quiet(calls, 2, 120)
-        job = submit()
-        deadline = time.monotonic() + wait_s
-        while len(calls) < 4 and not job.done() and time.monotonic() < deadline:  # a few tokens are out
-            time.sleep(0.05)
-        job.cancel()
-        at_stop = len(calls)
-        assert wait_quiet(calls, 3, 120)
-        return len(calls) - at_stop, len(calls)
-    finally:
-        hook.remove()
 
 
 def test_stop_ends_the_playgrounds_generation_not_only_the_wait(app_url, registry):

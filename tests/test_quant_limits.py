@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from conftest import cancel_mid_run
 from gradio_client.exceptions import AppError
 from test_hostile_input import still_serving
 
@@ -37,7 +38,6 @@ def test_stop_cancels_every_step_of_compare_and_ends_the_stream(app_url, client,
     """The Stop button cancels the streamed comparison and the steps chained after it; a cancelled
     stream stops: the full-precision model runs at most the step it was in, not the 64 tokens asked."""
     import httpx
-    from test_decoding_limits import cancel_mid_run
 
     config = httpx.get(f"{app_url}config", timeout=60).json()
     ids = {d.get("api_name"): d["id"] for d in config["dependencies"]}
