@@ -17,11 +17,9 @@ take in is decided by models/rag/budget.py. A document is searched only once all
 stored: one whose ingestion was cut short is listed as incomplete (so it can be deleted), never
 searched, and replaced when it is uploaded again.
 
-Search is dense (the chunks' MiniLM vectors), or hybrid: a BM25 keyword index over the same
-stored chunks (models/rag/keyword.py) fused with the dense ranking. The index is built from what
-the collection holds, so every replica reading a Chroma server builds the same one; it is cached
-in `keywords`, an LRU bounded in entries and chunks, under a fingerprint of the session's stored
-chunks, so an upload, delete or reset (here or on another replica) is never searched stale.
+The store decides what a search may read (`searchable`: the session's complete documents and the
+sample corpus) and holds the session's BM25 indexes (`keywords`); the ranking itself, dense or
+hybrid, is models/rag/retrieval.py's.
 
 Embedded chromadb (1.5) keeps a deleted collection's HNSW index and its file handles until the
 client is closed (chroma-core/chroma#3296): a server that creates and deletes one collection
@@ -43,6 +41,7 @@ from typing import Any
 import numpy as np
 from chromadb.errors import NotFoundError
 
+from models.rag import retrieval
 from models.rag.budget import Budgets, LimitError, Usage, check_session
 from models.rag.chroma import (
     SESSION_PREFIX,
@@ -55,8 +54,8 @@ from models.rag.chroma import (
     session_collection_name,
 )
 from models.rag.chunking import Chunk
-from models.rag.hits import Hit, fuse_hits
-from models.rag.keyword import KeywordIndex, KeywordIndexCache, chunk_fingerprint
+from models.rag.hits import Hit
+from models.rag.keyword import KeywordIndex, KeywordIndexCache
 from models.sessions import SessionActivity
 from models.similarity import embed
 
@@ -391,50 +390,21 @@ class DocumentStore:
         self.sample_name = name
         return name
 
-    # ---- retrieval ------------------------------------------------------------------------------
+    # ---- retrieval (models/rag/retrieval.py) ---------------------------------------------------
     @_guarded
-    def search(self, session_id: str, query: str, k: int = 4, *, include_sample: bool = True,
-               mmr: bool = False, fetch_k: int = 20, lambda_mult: float = 0.5, hybrid: bool = False) -> list[Hit]:
-        """Top-k chunks of this session (and the sample corpus), best first. Hybrid fuses the dense
-        ranking with BM25's (reciprocal rank fusion) over `fetch_k` candidates of each; MMR trades
-        some relevance for variety among near-duplicate chunks."""
-        query_vec = self.embed([query])[0]
-        listing, complete, collections = self._searchable(session_id, include_sample)
-        n_wanted = max(fetch_k, k) if mmr or hybrid else k
-        include = ["documents", "metadatas", "distances"] + (["embeddings"] if mmr else [])
-        hits: list[Hit] = []
-        for collection, shared, where in collections:
-            # chroma returns fewer than n_results when the collection is smaller (or empty)
-            res = collection.query(query_embeddings=[query_vec], n_results=n_wanted, include=include, where=where)
-            for i, cid in enumerate(res["ids"][0]):
-                meta = res["metadatas"][0][i]
-                vector = np.asarray(res["embeddings"][0][i], dtype=np.float32) if mmr else None
-                hits.append(Hit(cid, res["documents"][0][i], meta["source"], meta.get("page") or None,
-                                1.0 - float(res["distances"][0][i]), shared, vector))
-        hits.sort(key=lambda h: -h.score)
-        for rank, hit in enumerate(hits, 1):
-            hit.dense_rank = rank
-        if hybrid:
-            index = self._keyword_index(listing, complete, [(c, shared) for c, shared, _ in collections])
-            hits = fuse_hits(hits, index.search(query, n_wanted), query_vec, collections)[:n_wanted]
-        if mmr and hits:
-            from langchain_core.vectorstores.utils import maximal_marginal_relevance
-
-            order = maximal_marginal_relevance(np.asarray(query_vec), [h.embedding for h in hits],
-                                               lambda_mult=lambda_mult, k=k)
-            return [hits[i] for i in order]
-        return hits[:k]
+    def search(self, session_id: str, query: str, k: int = 4, **options) -> list[Hit]:
+        """Top-k chunks of this session (and the sample corpus), best first: retrieval.search."""
+        return retrieval.search(self, session_id, query, k, **options)
 
     @_guarded
     def keyword_index(self, session_id: str, include_sample: bool = True) -> KeywordIndex:
-        """The BM25 index search(hybrid=True) uses for this session (its IDF weighs the refusal
-        rule's keyword coverage)."""
-        listing, complete, collections = self._searchable(session_id, include_sample)
-        return self._keyword_index(listing, complete, [(c, shared) for c, shared, _ in collections])
+        """The BM25 index search(hybrid=True) uses for this session: retrieval.keyword_index."""
+        return retrieval.keyword_index(self, session_id, include_sample)
 
-    def _searchable(self, session_id: str, include_sample: bool) -> tuple[dict, list[str], list]:
-        """The session's chunk listing, its complete documents, and the (collection, shared, where)
-        to search: the session's own (complete documents only) and the sample corpus."""
+    def searchable(self, session_id: str, include_sample: bool) -> tuple[dict, list[str], list]:
+        """What a search of this session may read: the session's chunk listing, its complete
+        documents, and the (collection, shared, where) to query -- the session's own (complete
+        documents only) and the sample corpus."""
         own = self._existing(session_id)
         listing = own.get(include=["metadatas"]) if own is not None else {"ids": [], "metadatas": []}
         complete = [d.doc_id for d in _document_infos(listing["metadatas"]) if d.complete]
@@ -442,26 +412,3 @@ class DocumentStore:
         if include_sample and self.sample_name:
             collections.append((self._open(self.sample_name), True, None))
         return listing, complete, collections
-
-    def _keyword_index(self, listing: dict, complete: list[str], collections: list) -> KeywordIndex:
-        """The BM25 index over the searchable chunks of these collections, from the cache when the
-        session's stored chunks have not changed since it was built."""
-        if not collections:
-            return KeywordIndex([], [])
-        keep = set(complete)
-        own = [(cid, meta.get("start", 0)) for cid, meta in zip(listing["ids"], listing["metadatas"], strict=True)
-               if meta["doc_id"] in keep]
-        own_ids = [cid for cid, _ in own]
-
-        def build() -> KeywordIndex:
-            ids, texts, labels = [], [], []
-            for collection, shared in collections:
-                got = collection.get(include=["documents"]) if shared else collection.get(ids=own_ids,
-                                                                                         include=["documents"])
-                ids += got["ids"]
-                texts += got["documents"]
-                labels += [collection.name] * len(got["ids"])
-            return KeywordIndex(ids, texts, labels)
-
-        owner = "+".join(collection.name for collection, _ in collections)
-        return self.keywords.get(owner, chunk_fingerprint(own_ids, [start for _, start in own]), build)
