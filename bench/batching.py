@@ -270,16 +270,15 @@ def agreement(lm) -> dict:
 
 # ---- 3. one student alone --------------------------------------------------------------------
 def alone(lm) -> dict:
+    from bench.in_process import offline_settings
     from models.chat import stream_answer
-    from models.generation.batcher import BatchLimits
     from models.generation.service import GenerationService
-    from models.hardware import usable_cores
 
     prompt = _chat_prompts(lm, ["Explain what a transformer language model is, in a few sentences."],
                            ALONE_NEW_TOKENS)[0]
     eos_off = lm.model.generation_config.eos_token_id
     lm.model.generation_config.eos_token_id = None  # same number of tokens on both paths
-    service = GenerationService(BatchLimits(threads=usable_cores()))  # as the app's (from_settings)
+    service = GenerationService.from_settings(offline_settings())  # the app's own
     runs: dict[str, list[tuple[float, float]]] = {"today": [], "batched": []}
 
     def measure(name: str, served) -> None:

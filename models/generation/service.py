@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from models.generation.batcher import BatchLimits, ContinuousBatcher
 from models.generation.requests import GenerationRequest, TokenStream
+from models.hardware import usable_cores
 from models.registry import CausalLM
 
 
@@ -35,8 +36,6 @@ class GenerationService:
 
     @classmethod
     def from_settings(cls, settings) -> GenerationService:
-        from models.hardware import usable_cores
-
         limits = BatchLimits(max_batch_size=settings.batch_size, max_tokens=settings.batch_tokens,
                              join_wait_s=settings.batch_wait_ms / 1000,
                              threads=settings.batch_threads or usable_cores())
