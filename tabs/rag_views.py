@@ -58,7 +58,9 @@ def turn_sources_html(turn: RagTurn) -> str:
 
 SIGNAL_NAMES = {"best_sentence": "best sentence cosine", "coverage": "keyword coverage (IDF-weighted)",
                 "top_cosine": "best chunk cosine", "fused": "fused rank share (1 = first in both)",
-                "model_refused": "the model declined", "supported": "answer supported"}
+                "model_refused": "the model declined", "supported": "answer supported",
+                "on_topic": "answer about the question", "invented": "figures or names found nowhere in what it read",
+                "denies": "the answer is a denial"}
 
 
 def checks_html(turn: GroundedTurn) -> str:
@@ -97,6 +99,8 @@ def _fmt(value) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 

@@ -3,6 +3,8 @@ context and decoding, and answers checked against their sources."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from models.rag import keyword, quality, reader, refusal, verify
@@ -71,6 +73,18 @@ def test_the_reader_reads_the_best_sentences_with_their_neighbours(encoder):
     assert whole.passages == [(1, "Safety\n\nLife jackets are compulsory. Swimming is only allowed at Pebble Beach.")]
 
 
+def test_a_heading_or_an_faq_question_is_quoted_as_the_sentence_after_it(encoder):
+    faq = ("**How long can I keep a book?**\nBooks are lent for three weeks.\n\n**Can I renew my loans?**\n"
+           "Yes, up to 3 times, online, by phone or at the desk.")
+    context = reader.build_context(encoder, "How many times can I renew a loan?", [faq])
+    assert context.best.text == "Can I renew my loans?"  # closest to the question, but no answer
+    assert context.best_answer.text.startswith("Yes, up to 3 times")
+    assert reader.is_label("Membership fees") and reader.is_label("Can I renew my loans?")
+    assert not reader.is_label("Books are lent for three weeks.")
+    ends = reader.build_context(encoder, "What are the membership fees?", ["The fee is £30.\n\nMembership fees"])
+    assert ends.best_answer.text == "The fee is £30."  # a heading that ends its chunk stands for nothing
+
+
 def test_decoding_stops_at_the_first_complete_answer():
     assert reader.first_answer("The meal is at 18:30. The meal is at 18:30. The") == ("The meal is at 18:30.", True)
     assert reader.first_answer("Dr. Ines Varga runs it") == ("Dr. Ines Varga runs it", False)
@@ -80,6 +94,8 @@ def test_decoding_stops_at_the_first_complete_answer():
     assert reader.tidy("1. towels") == "Towels"
     assert reader.model_refused("The passage does not mention a Wi-Fi password.")
     assert reader.model_refused("I don't know.") and not reader.model_refused("At 18:30.")
+    assert reader.denies("The library does not have a café.") and reader.denies("There is no café.")
+    assert not reader.denies("The library has a café. Notably, it opens at 9.")
 
 
 # ---- answers checked against their sources -------------------------------------------------------
@@ -96,6 +112,15 @@ def test_a_number_absent_from_the_sources_is_flagged(encoder):
     assert verify.missing_facts("It takes 58 hours.", "It bakes in 58 minutes.") == ["58 hour"]
     assert verify.missing_facts("The warden is John Smith.", HANDBOOK) == ["john", "smith"]
     assert verify.missing_facts("Four cabins, £4310.", "4 cabins cost £4,310") == []
+    assert verify.missing_facts("Call 161 555 0199 on Sundays.", "call 0161 555 0199 on Sunday") == []
+
+
+def test_figures_and_names_the_model_read_nowhere_are_invented():
+    assert verify.invented_facts("The Wi-Fi password is 123456.", HANDBOOK) == ["123456", "wi-fi"]
+    assert verify.invented_facts("The Boathouse was built in 1992. It has 24 beds.", HANDBOOK) == ["1992", "boathouse"]
+    assert verify.invented_facts("The station has 24 beds, bedding included.", HANDBOOK) == []
+    assert verify.invented_facts("Take the one that is free.", HANDBOOK) == []  # a number word is no figure
+    assert verify.invented_facts("Error E03 means the lid is open.", "E01 means it is too hot.") == ["e03"]
 
 
 # ---- the refusal rule ----------------------------------------------------------------------------
@@ -112,14 +137,38 @@ def test_the_refusal_rule_refuses_quotes_and_answers():
     assert "0.30" in rule.describe()
 
 
+def test_an_unfounded_answer_is_refused_unless_the_best_sentence_is_close():
+    rule = refusal.RefusalRule(min_sentence=0.0, min_coverage=0.0, unfounded_sentence=0.6)
+    S = refusal.Signals
+    made_up = rule.after_reading(S(best_sentence=0.46, coverage=0.5, model_refused=False, supported=False,
+                                   invented=("1992",), denies=False))
+    assert made_up.refused and "1992" in made_up.reason and "found nowhere" in made_up.reason
+    denial = rule.after_reading(S(best_sentence=0.53, coverage=0.4, model_refused=False, supported=False,
+                                  invented=(), denies=True))
+    assert denial.refused and "denial" in denial.reason
+    close = S(best_sentence=0.64, coverage=0.5, model_refused=False, supported=False, invented=("1200",))
+    assert rule.after_reading(close).action == "quote"  # the answer is probably there: quoted
+    # a supported answer is never unfounded, whatever it says
+    assert rule.after_reading(S(best_sentence=0.4, model_refused=False, supported=True, on_topic=True,
+                                denies=True)).action == "answer"
+    assert refusal.RefusalRule(unfounded_sentence=0.0).after_reading(
+        replace(close, best_sentence=0.1)).action == "quote"  # 0 switches the step off
+    assert "0.60" in rule.describe()
+
+
 def test_calibration_picks_the_rule_with_the_most_right_outcomes():
     S = refusal.Signals
     records = [(S(best_sentence=0.7, coverage=1.0, model_refused=False, supported=True), True, True, True),
                (S(best_sentence=0.6, coverage=0.9, model_refused=True), True, False, True),
                (S(best_sentence=0.5, coverage=0.2, model_refused=False, supported=True), False, False, False),
-               (S(best_sentence=0.2, coverage=0.5, model_refused=False, supported=False), False, False, False)]
+               (S(best_sentence=0.2, coverage=0.5, model_refused=False, supported=False), False, False, False),
+               (S(best_sentence=0.5, coverage=0.9, model_refused=False, supported=False, invented=("1992",)),
+                False, False, False),
+               (S(best_sentence=0.7, coverage=0.9, model_refused=False, supported=False, invented=("1200",)),
+                True, False, True)]
     rule, figures = refusal.calibrate(records)
-    assert figures["right"] == 4 and figures["refusal_precision"] == 1.0 and figures["refusal_recall"] == 1.0
+    assert figures["right"] == 6 and figures["refusal_precision"] == 1.0 and figures["refusal_recall"] == 1.0
+    assert 0.5 < rule.unfounded_sentence <= 0.7  # the made-up 1992 refused, the close 1200 quoted
     assert rule.after_reading(records[1][0]).action == "quote"
     # the vectorised search agrees with the rule applied one record at a time
     assert sum(refusal.outcome(rule, *r)[1] for r in records) == figures["right"]
@@ -284,6 +333,8 @@ def test_an_unanswerable_in_domain_question_is_refused_and_an_answerable_one_ans
     assert refused["retrieved"] and refused["retrieved"][0]["file"] == "lake_orrin_handbook.md"  # in-domain
     assert refused["retrieved"][0]["score"] >= retrieval.threshold  # not the cosine threshold's refusal
     assert refused["refused"] and refused["answer"] == NO_ANSWER and refused["decision"]["action"] == "refuse"
+    built = summary(final(ask(store, "orrin", lm, encoder, "In which year was the Boathouse built?", [], retrieval)))
+    assert built["refused"] and built["answer"] == NO_ANSWER  # the handbook never says; the model makes a year up
 
     answered = summary(final(ask(store, "orrin", lm, encoder, "How many beds does the station have?", [], retrieval)))
     assert not answered["refused"] and answered["supported"] and "24" in answered["answer"]

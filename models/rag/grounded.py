@@ -10,7 +10,8 @@ After retrieval (models/rag/chain.py's rewrite and the store's search), one ques
    nothing retrieved is close enough.
 4. The model streams its answer, stopped at the first complete answer.
 5. Check (models/rag/verify.py): each sentence against the retrieved sentences; names, numbers,
-   dates and units must be in the chunks it cites.
+   dates and units must be in the chunks it cites; figures found nowhere in what the model read
+   are `invented`.
 6. Decision: a supported answer stands (with [n] markers); a declined or unsupported one becomes
    the quoted best sentence when the evidence is strong (the unsupported claim struck through and
    marked), else the refusal.
@@ -28,9 +29,9 @@ from models.chat import ChatPrompt, PromptTooLong, build_prompt
 from models.rag.chain import NO_ANSWER, RagTurn, checked_question, retrieve, to_chat_messages
 from models.rag.citations import CitedAnswer, CitedSentence, Source
 from models.rag.hits import Hit
-from models.rag.reader import Context, Reading, Sentence, build_context, model_refused, prompt_for, read, tidy
+from models.rag.reader import Context, Reading, Sentence, build_context, denies, model_refused, prompt_for, read, tidy
 from models.rag.refusal import DEFAULT_RULE, Decision, RefusalRule, Signals
-from models.rag.verify import Verification, verify
+from models.rag.verify import Verification, invented_facts, verify
 
 QUOTE_INTRO = "The documents say:"
 
@@ -134,7 +135,10 @@ def finish(turn: GroundedTurn, encoder, answering: Answering) -> None:
     if answering.verify and not declined:
         turn.verification = verify(encoder, turn.draft, turn.context)
     on_topic = turn.verification.on_topic if turn.verification and turn.verification.claims else None
-    turn.signals = replace(turn.signals, model_refused=declined, supported=turn.supported, on_topic=on_topic)
+    read_text = " ".join(text for _, text in turn.context.passages)
+    invented = tuple(invented_facts(turn.draft, read_text)) if answering.verify and not declined else None
+    turn.signals = replace(turn.signals, model_refused=declined, supported=turn.supported, on_topic=on_topic,
+                           invented=invented, denies=None if invented is None else denies(turn.draft))
     turn.decision = decide(turn.signals, answering)
     turn.answer, turn.quote = compose(turn.decision, turn.draft, turn.verification, turn.context)
     turn.cited = cited_answer(turn, turn.used)
@@ -161,8 +165,8 @@ def compose(decision: Decision, draft: str, verification: Verification | None,
         if not claims:
             return draft, None
         return " ".join(f"{c.text} [{c.cites[0]}]" if c.supported else c.text for c in claims), None
-    quote = next((c.evidence for c in claims if not c.supported and c.on_topic and c.evidence is not None),
-                 None) or context.best
+    evidence = next((c.evidence for c in claims if not c.supported and c.on_topic and c.evidence is not None), None)
+    quote = (context.answer_at(evidence) if evidence is not None else None) or context.best_answer
     kept = [f"{c.text} [{c.cites[0]}]" if c.supported and c.on_topic else
             f"~~{c.text}~~ (unsupported: {c.reason})" if not c.supported else
             f"~~{c.text}~~ (off-topic: it rests on a sentence about something else)" for c in claims]

@@ -148,6 +148,8 @@ def ablation(retrieval, answering) -> dict[str, tuple]:
         "- first-answer stop (120 tokens)": (retrieval, read(first_answer=False, max_new_tokens=120)),
         "- answer check": (retrieval, replace(answering, verify=False)),
         "- refusal rule (threshold only)": (retrieval, replace(answering, rule=None)),
+        "- unfounded-answer refusal (quoted instead)": (
+            retrieval, replace(answering, rule=answering.rule and replace(answering.rule, unfounded_sentence=0.0))),
         "+ quote prompt": (retrieval, read(prompt="quote")),
     }
 

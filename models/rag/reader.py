@@ -7,6 +7,9 @@ come from. The prompt asks for one short sentence copied from the facts, with on
 Decoding stops at the first complete answer (a sentence end or a line break) and at the first
 repeated sentence, so it cannot loop.
 
+The sentence closest to a question is often a heading or an FAQ's own question ("Can I renew my
+loans?"); when a sentence is quoted, such a line stands for the sentence after it, the answer.
+
 Each switch (`Reading`) is a row of the ablation in bench/rag_quality.py; the defaults are the
 settings that measured best on the calibration split.
 """
@@ -53,6 +56,8 @@ _REFUSAL = re.compile(
     r"give|tell|list)|(is|are)(n't| not) (mentioned|specified|stated|provided|given|listed|included)|"
     r"no (information|mention|details?)|not enough information|cannot (answer|be determined|determine)|"
     r"can't (answer|tell)|unknown|the documents don't contain)\b", re.IGNORECASE)
+# A negative answer: "does not have", "no café", "never", "can't".
+_DENIAL = re.compile(r"\b(not|no|never|cannot|none|nothing)\b|n't\b", re.IGNORECASE)
 _LEAD_IN = re.compile(
     r"^\s*(answer\s*:|a\s*:|according to (the )?(facts|context|passages?|text|documents?)( below| above)?\s*,|"
     r"(the )?(facts|context|passages?|text|documents?) (states?|says?|mentions?)( that)?\s*:?|"
@@ -103,6 +108,34 @@ class Context:
     @property
     def best(self) -> Sentence | None:
         return max(self.sentences, key=lambda s: s.score, default=None)
+
+    def answer_at(self, sentence: Sentence) -> Sentence | None:
+        """`sentence`, or when it is a heading or a question line, the first sentence after it in
+        its chunk that is neither (None when the chunk ends first): what a reader would quote."""
+        i = next((i for i, s in enumerate(self.sentences) if s is sentence), None)
+        if i is None:
+            return sentence
+        while is_label(self.sentences[i].text):
+            if i + 1 == len(self.sentences) or self.sentences[i + 1].chunk != sentence.chunk:
+                return None
+            i += 1
+        return self.sentences[i]
+
+    @property
+    def best_answer(self) -> Sentence | None:
+        """The sentence to quote for the question: the closest one, a heading or an FAQ's question
+        standing for the sentence after it (one that ends its chunk stands for nothing)."""
+        for sentence in sorted(self.sentences, key=lambda s: -s.score):
+            if (answer := self.answer_at(sentence)) is not None:
+                return answer
+        return self.best
+
+
+def is_label(text: str) -> bool:
+    """A heading or a question line ("Membership fees", "Can I renew my loans?"). It is often the
+    sentence closest to a question, but in an FAQ or minutes the answer is the sentence after it."""
+    text = text.strip()
+    return text.endswith("?") or (not re.search(r"[.!;:)\"”']$", text) and len(text.split()) <= 12)
 
 
 def clean(text: str) -> str:
@@ -164,6 +197,12 @@ def _join_runs(group: list[str], positions: list[int]) -> str:
 def prompt_for(reading: Reading) -> ChatPromptTemplate:
     """The reader's prompt template (each takes {context} and {question})."""
     return {"tight": TIGHT_PROMPT, "quote": QUOTE_PROMPT, "original": ANSWER_PROMPT}[reading.prompt]
+
+
+def denies(text: str) -> bool:
+    """True when the answer is a denial ("The library does not have a café"). Unsupported by the
+    documents, a denial is how a small model says they never mention the thing asked about."""
+    return bool(_DENIAL.search(text or ""))
 
 
 def model_refused(text: str) -> bool:

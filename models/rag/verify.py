@@ -10,6 +10,10 @@ supported when
    beside it in that chunk (so they are in the cited chunk, and in the same place). A number must
    come with the same unit ("13 hours" is not supported by "13 minutes").
 
+A figure, code or name of the answer found nowhere in what the model read is `invented`: a small
+model asked about something the documents never say tends to make one up ("The Wi-Fi password
+is 123456"), which makes it a refusal signal (models/rag/refusal.py).
+
 A supported claim may still not answer the question: a small model sometimes copies a sentence
 of the context that is about something else. A claim is on topic when its evidence sentence is
 about as close to the question as the closest one (within `topic_margin` cosine).
@@ -77,16 +81,22 @@ class Verification:
 
 
 def _number_key(token: str) -> str:
-    """'£4,310' -> '4310', '8.30' -> '8:30', 'three' -> '3'."""
+    """'£4,310' -> '4310', '8.30' -> '8:30', 'three' -> '3', '0161' -> '161' (a dropped leading
+    zero is a copying slip, not another number)."""
     token = token.lower().strip("£$€% ").rstrip(".,:;-")
     token = NUMBER_WORDS.get(token, token)
     token = re.sub(r"(?<=\d),(?=\d{3}\b)", "", token)
-    return token.replace(".", ":")
+    return re.sub(r"^0+(?=\d)", "", token).replace(".", ":")
 
 
 def _unit(word: str) -> str:
     word = word.lower().rstrip(".,;")
     return word[:-1] if len(word) > 2 and word.endswith("s") else word
+
+
+def _name_key(word: str) -> str:
+    """A name as compared: lower case, without quotes or a plural s ("Sundays" matches "Sunday")."""
+    return _unit(word.strip("'"))
 
 
 def facts(text: str) -> dict[str, set]:
@@ -124,12 +134,26 @@ def claim_facts(sentence: str) -> dict[str, set]:
 def missing_facts(claim: str, source: str) -> list[str]:
     """The claim's names, numbers and number+unit pairs that `source` lacks."""
     want, have = claim_facts(claim), facts(source)
-    source_words = {w.lower().strip("'") for w in _WORD.findall(source)}
+    source_words = {_name_key(w) for w in _WORD.findall(source)}
     missing = [n for n in sorted(want["numbers"]) if n not in have["numbers"]]
     missing += [f"{u}{n}" if u in "£$€" else f"{n} {u}" for n, u in sorted(want["pairs"])
                 if n in have["numbers"] and (n, u) not in have["pairs"]]
-    missing += [name for name in sorted(want["names"]) if name not in source_words]
+    missing += [name for name in sorted(want["names"]) if _name_key(name) not in source_words]
     return missing
+
+
+def invented_facts(answer: str, read: str) -> list[str]:
+    """The figures written in digits, codes and names of `answer` that occur nowhere in `read` (what
+    the model was given). Number words are left out ("the one that ..." is no figure), and a name
+    matches its plural ("Sunday" / "Sundays")."""
+    have = facts(read)["numbers"]
+    read_words = {_name_key(w) for w in _WORD.findall(read)}
+    found = []
+    for sentence in split_sentences(answer or ""):
+        found += [n for w in _WORD.findall(sentence) if w[0].isdigit() and (n := _number_key(w)) not in have]
+        found += [name for name in sorted(claim_facts(sentence)["names"])
+                  if not name[0].isdigit() and _name_key(name) not in read_words]
+    return list(dict.fromkeys(found))
 
 
 def _neighbourhood(context: Context, i: int, reach: int = 1) -> str:
@@ -175,12 +199,4 @@ def verify(encoder, answer: str, context: Context, *, min_similarity: float = MI
     return Verification(claims)
 
 
-def best_quote(context: Context, claim: Claim | None = None) -> Sentence | None:
-    """The sentence to quote instead of an unsupported claim: its own best evidence, else the
-    sentence closest to the question."""
-    if claim is not None and claim.evidence is not None:
-        return claim.evidence
-    return context.best
-
-
-__all__ = ["Claim", "Verification", "verify", "best_quote", "facts", "missing_facts", "chunk_sentences"]
+__all__ = ["Claim", "Verification", "verify", "facts", "missing_facts", "invented_facts", "chunk_sentences"]
