@@ -115,6 +115,25 @@ def test_a_half_indexed_document_is_listed_as_incomplete_never_searched_and_dele
     assert [d.source for d in store.all_documents("half")] == ["fact.txt"]
 
 
+def test_the_remembered_chunk_listing_follows_writes_here_and_from_another_process(store, splitter, registry):
+    """A search remembers the session's chunk listing (listing 5,000 chunks costs ~190 ms); a
+    write by this store forgets it, and one by another app process on the same store changes the
+    chunk count, which the next search checks."""
+    question = "What is the vault code of the purple giraffe?"
+
+    def sources(hybrid: bool = False) -> set[str]:
+        return {h.source for h in store.search("shared", question, 8, include_sample=False, hybrid=hybrid)}
+
+    ingest(store, "shared", [("fact.txt", FACT)], splitter)
+    assert sources() == sources(hybrid=True) == {"fact.txt"}
+    other = DocumentStore(store.settings, registry.sentence_encoder)  # a second app process, same store
+    ingest(other, "shared", [("keeper.txt", b"The keeper says the giraffe's vault code is 7731.")], splitter)
+    assert sources() == sources(hybrid=True) == {"fact.txt", "keeper.txt"}
+    fact = next(d for d in store.documents("shared") if d.source == "fact.txt")
+    assert store.delete_document("shared", fact.doc_id) == 1
+    assert sources() == sources(hybrid=True) == {"keeper.txt"}
+
+
 def test_a_file_the_store_fails_to_write_gets_its_own_message_and_leaves_nothing(store, splitter):
     real_add = store._add
 
