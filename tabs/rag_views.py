@@ -11,7 +11,7 @@ from models.rag.citations import CitedAnswer
 from models.rag.evaluation import EvalReport
 from models.rag.grounded import GroundedTurn
 from models.rag.ingest import IngestReport
-from models.rag.store import DocumentInfo
+from models.rag.listing import DocumentInfo
 from tabs.common import escape
 
 REPORT_HEADERS = ["file", "status", "kind", "pages", "chunks", "message"]

@@ -132,13 +132,14 @@ def finish(turn: GroundedTurn, encoder, answering: Answering) -> None:
     """Check the model's answer, decide, and compose what the turn shows (sets turn.done)."""
     turn.draft = tidy(turn.answer)
     declined = model_refused(turn.draft)
+    invented = denial = None  # not checked
     if answering.verify and not declined:
         turn.verification = verify(encoder, turn.draft, turn.context)
+        invented = tuple(invented_facts(turn.draft, " ".join(text for _, text in turn.context.passages)))
+        denial = denies(turn.draft)
     on_topic = turn.verification.on_topic if turn.verification and turn.verification.claims else None
-    read_text = " ".join(text for _, text in turn.context.passages)
-    invented = tuple(invented_facts(turn.draft, read_text)) if answering.verify and not declined else None
     turn.signals = replace(turn.signals, model_refused=declined, supported=turn.supported, on_topic=on_topic,
-                           invented=invented, denies=None if invented is None else denies(turn.draft))
+                           invented=invented, denies=denial)
     turn.decision = decide(turn.signals, answering)
     turn.answer, turn.quote = compose(turn.decision, turn.draft, turn.verification, turn.context)
     turn.cited = cited_answer(turn, turn.used)

@@ -4,8 +4,8 @@ Search is dense (the chunks' MiniLM vectors, ranked by chromadb), or hybrid: a B
 over the same stored chunks (models/rag/keyword.py) fused with the dense ranking
 (models/rag/hits.fuse_hits). The index is built from what the collections hold, so every replica
 reading a Chroma server builds the same one; it is cached in the store's `keywords`, an LRU
-bounded in entries and chunks, under a fingerprint of the session's stored chunks, so an upload,
-delete or reset (here or on another replica) is never searched stale. What a search may read
+bounded in entries and chunks, under a fingerprint of the session's searched chunks (taken from
+its listing, models/rag/listing.py), so an upload, delete or reset is never searched stale. What a search may read
 (the session's complete documents and the sample corpus) is the store's to say
 (DocumentStore.searchable); callers go through DocumentStore.search, which marks the call in flight.
 """
@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from models.rag.hits import Hit, fuse_hits
-from models.rag.keyword import KeywordIndex, chunk_fingerprint
+from models.rag.keyword import KeywordIndex
+from models.rag.listing import Listing
 
 
 def search(store, session_id: str, query: str, k: int = 4, *, include_sample: bool = True, mmr: bool = False,
@@ -24,7 +25,7 @@ def search(store, session_id: str, query: str, k: int = 4, *, include_sample: bo
     ranking with BM25's (reciprocal rank fusion) over `fetch_k` candidates of each; MMR trades
     some relevance for variety among near-duplicate chunks."""
     query_vec = store.embed([query])[0]
-    listing, complete, collections = store.searchable(session_id, include_sample)
+    listing, collections = store.searchable(session_id, include_sample)
     n_wanted = max(fetch_k, k) if mmr or hybrid else k
     include = ["documents", "metadatas", "distances"] + (["embeddings"] if mmr else [])
     hits: list[Hit] = []
@@ -40,7 +41,7 @@ def search(store, session_id: str, query: str, k: int = 4, *, include_sample: bo
     for rank, hit in enumerate(hits, 1):
         hit.dense_rank = rank
     if hybrid:
-        index = _keyword_index(store, listing, complete, [(c, shared) for c, shared, _ in collections])
+        index = _keyword_index(store, listing, [(c, shared) for c, shared, _ in collections])
         hits = fuse_hits(hits, index.search(query, n_wanted), query_vec, collections)[:n_wanted]
     if mmr and hits:
         from langchain_core.vectorstores.utils import maximal_marginal_relevance
@@ -54,19 +55,16 @@ def search(store, session_id: str, query: str, k: int = 4, *, include_sample: bo
 def keyword_index(store, session_id: str, include_sample: bool = True) -> KeywordIndex:
     """The BM25 index search(hybrid=True) uses for this session (its IDF weighs the refusal
     rule's keyword coverage)."""
-    listing, complete, collections = store.searchable(session_id, include_sample)
-    return _keyword_index(store, listing, complete, [(c, shared) for c, shared, _ in collections])
+    listing, collections = store.searchable(session_id, include_sample)
+    return _keyword_index(store, listing, [(c, shared) for c, shared, _ in collections])
 
 
-def _keyword_index(store, listing: dict, complete: list[str], collections: list) -> KeywordIndex:
+def _keyword_index(store, listing: Listing, collections: list) -> KeywordIndex:
     """The BM25 index over the searchable chunks of these collections, from the store's cache when
     the session's stored chunks have not changed since it was built."""
     if not collections:
         return KeywordIndex([], [])
-    keep = set(complete)
-    own = [(cid, meta.get("start", 0)) for cid, meta in zip(listing["ids"], listing["metadatas"], strict=True)
-           if meta["doc_id"] in keep]
-    own_ids = [cid for cid, _ in own]
+    own_ids = [cid for cid, _ in listing.searched]
 
     def build() -> KeywordIndex:
         ids, texts, labels = [], [], []
@@ -79,4 +77,4 @@ def _keyword_index(store, listing: dict, complete: list[str], collections: list)
         return KeywordIndex(ids, texts, labels)
 
     owner = "+".join(collection.name for collection, _ in collections)
-    return store.keywords.get(owner, chunk_fingerprint(own_ids, [start for _, start in own]), build)
+    return store.keywords.get(owner, listing.fingerprint, build)

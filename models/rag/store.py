@@ -18,9 +18,8 @@ stored: one whose ingestion was cut short is listed as incomplete (so it can be 
 searched, and replaced when it is uploaded again.
 
 The store decides what a search may read (`searchable`: the session's complete documents and the
-sample corpus, from a chunk listing it remembers while the chunk count stays the same) and holds
-the session's BM25 indexes (`keywords`); the ranking itself, dense or hybrid, is
-models/rag/retrieval.py's.
+sample corpus, from its chunk listing, models/rag/listing.py) and holds the session's BM25 indexes
+(`keywords`); the ranking itself, dense or hybrid, is models/rag/retrieval.py's.
 
 Embedded chromadb (1.5) keeps a deleted collection's HNSW index and its file handles until the
 client is closed (chroma-core/chroma#3296): a server that creates and deletes one collection
@@ -36,7 +35,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,43 +55,15 @@ from models.rag.chroma import (
 from models.rag.chunking import Chunk
 from models.rag.hits import Hit
 from models.rag.keyword import KeywordIndex, KeywordIndexCache
+from models.rag.listing import EMPTY, DocumentInfo, Listing, ListingMemory
 from models.sessions import SessionActivity
 from models.similarity import embed
 
 log = logging.getLogger(__name__)
 _TOUCH_EVERY_S = 30.0  # how often a session's last_seen is written back to the store
 WRITE_WAIT_S = 60.0  # how long a write waits for another write of the same session
-__all__ = ["SESSION_PREFIX", "DocumentStore", "DocumentInfo", "LimitError", "StoreUnavailable", "make_client",
+__all__ = ["SESSION_PREFIX", "DocumentStore", "LimitError", "StoreUnavailable", "make_client",
            "session_collection_name"]
-
-
-@dataclass(frozen=True)
-class DocumentInfo:
-    doc_id: str
-    source: str
-    kind: str
-    n_bytes: int
-    chunks: int
-    pages: int
-    complete: bool = True  # False: its ingestion was cut short; listed (to delete it) but never searched
-
-
-def _document_infos(metadatas: list[dict] | None) -> list[DocumentInfo]:
-    """The documents a collection's chunk metadata describes, by file name."""
-    docs: dict[str, dict] = {}
-    for meta in metadatas or []:
-        entry = docs.setdefault(meta["doc_id"], {"source": meta["source"], "kind": meta.get("kind", ""),
-                                                  "n_bytes": int(meta.get("bytes", 0)), "chunks": 0,
-                                                  "expected": int(meta.get("doc_chunks", 0)),
-                                                  "pages": set()})
-        entry["chunks"] += 1
-        entry["pages"].add(meta.get("page", 0))
-    # A document whose ingestion was interrupted (process killed between batches) has fewer
-    # chunks than it announced: it is incomplete, so it is neither searched nor skipped as a
-    # duplicate when uploaded again.
-    return [DocumentInfo(doc_id, d["source"], d["kind"], d["n_bytes"], d["chunks"], len(d["pages"]),
-                         d["chunks"] >= d["expected"])
-            for doc_id, d in sorted(docs.items(), key=lambda kv: kv[1]["source"])]
 
 
 def _guarded(method):
@@ -124,7 +94,7 @@ class DocumentStore:
         self.budgets = Budgets(settings)
         self._write_locks: dict[str, threading.RLock] = {}
         self.keywords = KeywordIndexCache()  # BM25 indexes of the sessions searched lately
-        self._listings: dict[str, tuple[int, dict, list[str]]] = {}  # name -> (chunks, listing, complete docs)
+        self.listings = ListingMemory()  # each session's chunk listing, while its chunk count stays the same
 
     def name_of(self, session_id: str) -> str:
         """The session's collection name in this deployment."""
@@ -170,7 +140,7 @@ class DocumentStore:
                 return False
             with self._lock:
                 old, self._client, self._handles, self.sample_name = self._client, None, {}, None
-                self._listings = {}
+                self.listings.clear()
                 self.deleted_since_recycle = 0
             if old is not None:
                 old.close()
@@ -185,7 +155,8 @@ class DocumentStore:
                 from chromadb.api.client import SharedSystemClient
 
                 SharedSystemClient.clear_system_cache()  # chromadb reuses one system per path
-                self._client, self._handles, self.sample_name, self._listings = None, {}, None, {}
+                self._client, self._handles, self.sample_name = None, {}, None
+                self.listings.clear()
             if self._client is None:
                 self._client = make_client(self.settings)
             return self._client
@@ -214,8 +185,7 @@ class DocumentStore:
     def _delete(self, name: str) -> None:
         self._handles.pop(name, None)
         self._seen.pop(name, None)
-        self._listings.pop(name, None)
-        self.keywords.invalidate(name)
+        self._forget_chunks(name)
         self.client.delete_collection(name)
         self.deleted_since_recycle += 1
 
@@ -306,7 +276,7 @@ class DocumentStore:
     def all_documents(self, session_id: str) -> list[DocumentInfo]:
         """Every document with chunks in the session, complete or not, by file name."""
         collection = self._existing(session_id)
-        return [] if collection is None else _document_infos(collection.get(include=["metadatas"])["metadatas"])
+        return [] if collection is None else self.listings.of(collection).documents
 
     def usage(self, session_id: str) -> Usage:
         """What the session holds, incomplete documents included."""
@@ -405,32 +375,18 @@ class DocumentStore:
         """The BM25 index search(hybrid=True) uses for this session: retrieval.keyword_index."""
         return retrieval.keyword_index(self, session_id, include_sample)
 
-    def searchable(self, session_id: str, include_sample: bool) -> tuple[dict, list[str], list]:
-        """What a search of this session may read: the session's chunk listing, its complete
-        documents, and the (collection, shared, where) to query -- the session's own (complete
-        documents only) and the sample corpus."""
+    def searchable(self, session_id: str, include_sample: bool) -> tuple[Listing, list]:
+        """What a search of this session may read: the session's chunk listing, and the
+        (collection, shared, where) to query -- the session's own (complete documents only) and
+        the sample corpus."""
         own = self._existing(session_id)
-        listing, complete = self._listing(own) if own is not None else ({"ids": [], "metadatas": []}, [])
-        collections = [(own, False, {"doc_id": {"$in": complete}})] if complete else []  # listed documents only
+        listing = self.listings.of(own) if own is not None else EMPTY
+        collections = [(own, False, {"doc_id": {"$in": listing.complete}})] if listing.complete else []
         if include_sample and self.sample_name:
             collections.append((self._open(self.sample_name), True, None))
-        return listing, complete, collections
-
-    def _listing(self, own) -> tuple[dict, list[str]]:
-        """The collection's chunk listing (ids and metadata) and its complete documents, remembered
-        while its chunk count stays the same: listing 5,000 chunks' metadata takes about 190 ms, a
-        count about a millisecond. This store's writes forget it (`_forget_chunks`); the count
-        catches a write by another app process sharing a Chroma server."""
-        count = own.count()
-        remembered = self._listings.get(own.name)
-        if remembered is not None and remembered[0] == count:
-            return remembered[1], remembered[2]
-        listing = own.get(include=["metadatas"])
-        complete = [d.doc_id for d in _document_infos(listing["metadatas"]) if d.complete]
-        self._listings[own.name] = (len(listing["ids"]), listing, complete)
-        return listing, complete
+        return listing, collections
 
     def _forget_chunks(self, name: str) -> None:
         """After a write to a session's chunks: its listing and keyword index are built again."""
-        self._listings.pop(name, None)
+        self.listings.forget(name)
         self.keywords.invalidate(name)
