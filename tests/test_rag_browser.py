@@ -60,6 +60,8 @@ def test_upload_ask_and_see_a_cited_answer(page, tmp_path, settings):
     marks = sources.locator(".rag-mark")
     assert marks.count() >= 1 and all(t in ("✓ supported", "✗ unsupported") for t in marks.all_inner_texts())
     assert "Decision:" in sources.inner_text() and "Refusal signals and rule" in sources.inner_text()
+    signals = sources.locator(".rag-signals").text_content()  # folded: read, not shown
+    assert "figures or names found nowhere in what it read" in signals and "the answer is a denial" in signals
     assert "Standalone question" in page.locator("#rag-standalone").inner_text()
     path = screenshot(page, "rag")
     assert path.stat().st_size > 10_000
